@@ -1,0 +1,161 @@
+"""Lianxin Market: the Flask application factory."""
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request, session
+from flask_babel import get_locale
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from shop.config import PROJECT_ROOT, Config, TestingConfig
+from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
+from shop.pii import EXTENSION_KEY, PiiCipher
+
+
+def create_app(config: Config | dict | None = None) -> Flask:
+    """Build the application.
+
+    ``config`` may be a :class:`Config` instance, or a dict of overrides applied on top
+    of :class:`TestingConfig` (when it sets ``TESTING``) or :class:`Config`.
+    """
+    instance_path = Path(os.environ.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    app = Flask(
+        __name__,
+        instance_path=str(instance_path),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder="static",
+    )
+
+    if isinstance(config, dict):
+        overrides = dict(config)
+        base = TestingConfig() if overrides.get("TESTING") else Config()
+        for key, value in overrides.items():
+            setattr(base, key, value)
+        config = base
+    config = config or Config()
+    config.resolve(instance_path)
+    app.config.from_object(config)
+    Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_errors(app)
+    _register_template_helpers(app)
+
+    from shop.cli import register_cli
+
+    register_cli(app)
+    logging.getLogger("shop").setLevel(logging.INFO)
+    return app
+
+
+def _select_locale() -> str:
+    from flask import current_app
+
+    languages = current_app.config["LANGUAGES"]
+    chosen = request.args.get("lang") or session.get("lang")
+    if chosen in languages:
+        return chosen
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def _init_extensions(app: Flask) -> None:
+    import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
+    from shop.db import render_migration_type
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(PROJECT_ROOT / "migrations"),
+        render_as_batch=True,  # SQLite can only ALTER tables by copying them
+        compare_type=True,
+        render_item=render_migration_type,
+    )
+    csrf.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=_select_locale,
+        default_translation_directories=str(Path(__file__).parent / "translations"),
+    )
+    limiter.init_app(app)
+    app.extensions[EXTENSION_KEY] = PiiCipher(app.config["PII_KEY"])
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+
+    from shop.auth.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+def _register_blueprints(app: Flask) -> None:
+    from shop.admin.routes import bp as admin_bp
+    from shop.auth.routes import bp as auth_bp
+    from shop.catalog.routes import bp as catalog_bp
+    from shop.console.routes import bp as console_bp
+    from shop.media.routes import bp as media_bp
+
+    app.register_blueprint(catalog_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(media_bp)
+    app.register_blueprint(console_bp, url_prefix="/console")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _register_errors(app: Flask) -> None:
+    def render_error(status: int, code: str, message: str):
+        if _wants_json():
+            return jsonify({"error": {"code": code, "message": message}}), status
+        return render_template("errors/error.html", status=status, message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        from flask_babel import gettext as _
+
+        return render_error(400, "csrf", _("页面已过期，请刷新后重试。"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        from flask_babel import gettext as _
+
+        messages = {
+            400: _("请求有误。"),
+            403: _("您没有权限访问此页面。"),
+            404: _("页面不存在。"),
+            405: _("不支持此操作。"),
+            413: _("上传的内容太大。"),
+            429: _("操作太频繁，请稍后再试。"),
+        }
+        code = (error.name or "error").lower().replace(" ", "_")
+        return render_error(error.code or 500, code, messages.get(error.code, error.description))
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        from flask_babel import gettext as _
+
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return render_error(500, "internal_error", _("服务器出错了，请稍后再试。"))
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from shop import formatting
+
+    formatting.register(app)
+
+    @app.context_processor
+    def inject_globals():
+        return {
+            "languages": app.config["LANGUAGES"],
+            "current_locale": str(get_locale()),
+        }

@@ -1,0 +1,121 @@
+"""Configuration read from the environment (see the table in README).
+
+Secrets that a fresh machine lacks (session key, PII key, sandbox keys) are generated
+once into the instance folder and reused, so ``make run`` needs no set-up and a
+second run keeps sessions and can still decrypt the data it wrote.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def read_or_create_secret(instance_path: Path, filename: str, make) -> str:
+    """Return the secret stored in ``instance_path/filename``, creating it if absent.
+
+    The file is created with mode 0600 and written atomically (O_EXCL), so two
+    processes starting at once agree on one value.
+    """
+    path = instance_path / filename
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+class Config:
+    """Production-shaped defaults; every value can be overridden by the environment.
+
+    Values are read when the object is created (in ``create_app``), not at import,
+    so a test or a CLI run can set the environment first.
+    """
+
+    TESTING = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = "10 per minute"
+
+    BABEL_DEFAULT_LOCALE = "zh_Hans_CN"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES = {"zh_Hans_CN": "中文", "en": "English"}
+    WTF_I18N_ENABLED = True
+
+    # Photo uploads: the request cap is a little above the per-file cap so an
+    # oversized photo reaches the form and gets a clear message instead of a bare 413.
+    MAX_PHOTO_BYTES = 10 * 1024 * 1024
+    MAX_CONTENT_LENGTH = 11 * 1024 * 1024
+    MAX_PHOTO_PIXELS = 40_000_000
+    MAX_PHOTOS_PER_PRODUCT = 8
+    PHOTO_WIDTHS = (320, 800, 1600)
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+    ORDER_EXPIRY_MINUTES = 30
+
+    def __init__(self) -> None:
+        env = os.environ
+        self.ENV_NAME = env.get("LIANXIN_ENV", "development")
+        self.SECRET_KEY = env.get("SECRET_KEY") or None
+        self.PII_KEY = env.get("PII_KEY") or None
+        self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
+        self.UPLOAD_FOLDER = env.get("UPLOAD_FOLDER") or None
+        self.PUBLIC_BASE_URL = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        self.ALIPAY_APP_ID = env.get("ALIPAY_APP_ID") or "2021000000000001"
+        self.ALIPAY_APP_PRIVATE_KEY_FILE = env.get("ALIPAY_APP_PRIVATE_KEY_FILE") or None
+        self.ALIPAY_PUBLIC_KEY_FILE = env.get("ALIPAY_PUBLIC_KEY_FILE") or None
+        self.ALIPAY_GATEWAY_URL = env.get("ALIPAY_GATEWAY_URL") or None
+        self.ALIPAY_SANDBOX = _env_flag("ALIPAY_SANDBOX", self.ENV_NAME != "production")
+        self.SESSION_COOKIE_SECURE = self.PUBLIC_BASE_URL.startswith("https://")
+
+    def resolve(self, instance_path: Path) -> None:
+        """Fill the values that default to files in the instance folder."""
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = read_or_create_secret(
+                instance_path, "secret_key", lambda: secrets.token_hex(32)
+            )
+        if not self.PII_KEY:
+            self.PII_KEY = read_or_create_secret(
+                instance_path, "pii_key", lambda: Fernet.generate_key().decode()
+            )
+        if not self.SQLALCHEMY_DATABASE_URI:
+            self.SQLALCHEMY_DATABASE_URI = f"sqlite:///{instance_path / 'lianxin.db'}"
+        if not self.UPLOAD_FOLDER:
+            self.UPLOAD_FOLDER = str(instance_path / "uploads")
+
+
+class TestingConfig(Config):
+    """Isolated settings for the test suite: CSRF and rate limits off unless a test
+    turns them on, a fresh PII key per app, sandbox payments."""
+
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    RATELIMIT_ENABLED = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ENV_NAME = "testing"
+        self.SECRET_KEY = "test-secret-key"
+        self.PII_KEY = Fernet.generate_key().decode()
+        self.RATELIMIT_STORAGE_URI = "memory://"
+        self.ALIPAY_SANDBOX = True
