@@ -52,9 +52,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
 
 def _select_locale() -> str:
-    from flask import current_app
+    from flask import current_app, has_request_context
 
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # CLI, background jobs: the default language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = request.args.get("lang") or session.get("lang")
     if chosen in languages:
         return chosen
@@ -96,14 +98,24 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from shop.admin.routes import bp as admin_bp
+    from shop.api.routes import bp as api_bp
     from shop.auth.routes import bp as auth_bp
+    from shop.cart.routes import bp as cart_bp
     from shop.catalog.routes import bp as catalog_bp
+    from shop.checkout.routes import bp as checkout_bp
     from shop.console.routes import bp as console_bp
     from shop.media.routes import bp as media_bp
+    from shop.orders.routes import bp as orders_bp
+    from shop.payments.routes import bp as payments_bp
 
     app.register_blueprint(catalog_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(cart_bp)
+    app.register_blueprint(checkout_bp)
+    app.register_blueprint(orders_bp)
+    app.register_blueprint(payments_bp)
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(console_bp, url_prefix="/console")
     app.register_blueprint(admin_bp, url_prefix="/admin")
 

@@ -87,3 +87,25 @@ def image_bytes(fmt="JPEG", size=(1200, 900), color=(200, 30, 40), **save_args) 
     buffer = io.BytesIO()
     image.save(buffer, fmt, **save_args)
     return buffer.getvalue()
+
+
+def buyer(**overrides):
+    """Checkout details of a fictional buyer."""
+    from shop.orders.services import BuyerDetails
+
+    values = {
+        "name": "王小明",
+        "phone": "13812345678",
+        "address": "陕西省西安市雁塔区科技路1号",
+        "board_display": "masked",
+    }
+    values.update(overrides)
+    return BuyerDetails(**values)
+
+
+def make_order(items, buyer_details=None, channel="pc", expiry_minutes=30, **kwargs):
+    """Place an order through the real service; ``items`` is [(product, quantity), …]."""
+    from shop.orders.services import RequestedLine, place_order
+
+    lines = [RequestedLine(product.id, quantity) for product, quantity in items]
+    return place_order(lines, buyer_details or buyer(), channel, expiry_minutes, **kwargs)

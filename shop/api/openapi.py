@@ -1,0 +1,244 @@
+"""The OpenAPI 3.1 description of ``/api/v1`` — the contract buyers' apps rely on."""
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+FEN = {"type": "integer", "description": "amount in fen (1/100 yuan)"}
+
+
+def _error_response(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Lianxin Market API",
+            "version": "1.0.0",
+            "description": "Products, orders and public transparency data. Money is integer fen.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "paths": {
+            "/products": {
+                "get": {
+                    "summary": "Published products",
+                    "responses": {
+                        "200": {
+                            "description": "products on sale",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["products"],
+                                        "properties": {
+                                            "products": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Product"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/orders": {
+                "post": {
+                    "summary": "Place an order and get the Alipay payment URL",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/OrderRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "order placed, stock reserved until expires_at",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/OrderCreated"}
+                                }
+                            },
+                        },
+                        "409": _error_response("out_of_stock"),
+                        "422": _error_response("invalid input"),
+                        "429": _error_response("too many requests"),
+                    },
+                }
+            },
+            "/orders/{token}": {
+                "get": {
+                    "summary": "An order by its private token",
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 64},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the order",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Order"}
+                                }
+                            },
+                        },
+                        "404": _error_response("no such order"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": ERROR,
+                "Product": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "slug",
+                        "name",
+                        "price_fen",
+                        "stock",
+                        "unit",
+                        "beneficiary_fen_per_unit",
+                        "image_url",
+                        "url",
+                    ],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "slug": {"type": "string"},
+                        "name": {"type": "string"},
+                        "price_fen": FEN,
+                        "stock": {"type": "integer", "minimum": 0},
+                        "unit": {"type": "string"},
+                        "beneficiary_fen_per_unit": FEN,
+                        "image_url": {"type": ["string", "null"]},
+                        "url": {"type": "string"},
+                    },
+                },
+                "OrderRequest": {
+                    "type": "object",
+                    "required": ["items", "buyer", "shipping"],
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 50,
+                            "items": {
+                                "type": "object",
+                                "required": ["product_id", "quantity"],
+                                "properties": {
+                                    "product_id": {"type": "integer", "minimum": 1},
+                                    "quantity": {"type": "integer", "minimum": 1, "maximum": 999},
+                                },
+                            },
+                        },
+                        "buyer": {
+                            "type": "object",
+                            "required": ["name", "phone"],
+                            "properties": {
+                                "name": {"type": "string", "maxLength": 40},
+                                "phone": {"type": "string", "description": "mainland mobile"},
+                                "board_name": {
+                                    "type": "string",
+                                    "maxLength": 20,
+                                    "description": "nickname on the love board",
+                                },
+                                "organization": {"type": "string", "maxLength": 60},
+                                "anonymous": {
+                                    "type": "boolean",
+                                    "description": "appear as 爱心人士",
+                                },
+                            },
+                        },
+                        "shipping": {
+                            "type": "object",
+                            "required": ["address"],
+                            "properties": {"address": {"type": "string", "maxLength": 200}},
+                        },
+                        "channel": {"type": "string", "enum": ["pc", "wap"], "default": "pc"},
+                    },
+                },
+                "OrderCreated": {
+                    "type": "object",
+                    "required": [
+                        "order_no",
+                        "token",
+                        "status",
+                        "total_fen",
+                        "pay_url",
+                        "expires_at",
+                    ],
+                    "properties": {
+                        "order_no": {"type": "string"},
+                        "token": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending_payment"]},
+                        "total_fen": FEN,
+                        "pay_url": {"type": "string"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Order": {
+                    "type": "object",
+                    "required": [
+                        "order_no",
+                        "status",
+                        "total_fen",
+                        "items",
+                        "allocations",
+                        "ledger",
+                    ],
+                    "properties": {
+                        "order_no": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": [
+                                "pending_payment",
+                                "paid",
+                                "shipped",
+                                "completed",
+                                "cancelled",
+                                "refunded",
+                            ],
+                        },
+                        "total_fen": FEN,
+                        "refunded_fen": FEN,
+                        "board_name": {"type": "string"},
+                        "items": {"type": "array", "items": {"type": "object"}},
+                        "allocations": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"household": {"type": "string"}, "amount_fen": FEN},
+                            },
+                        },
+                        "ledger": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "transaction_id": {"type": "integer"},
+                                "hash": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    }

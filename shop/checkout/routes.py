@@ -1,0 +1,59 @@
+import re
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from shop.cart import services as cart_services
+from shop.cart.routes import cart_owner
+from shop.checkout.forms import CheckoutForm
+from shop.orders.services import BuyerDetails, OrderError, PriceChanged, place_order
+from shop.payments.services import payment_url
+
+bp = Blueprint("checkout", __name__)
+
+_MOBILE = re.compile(r"Mobile|Android|iPhone|iPad|MicroMessenger|AlipayClient", re.I)
+
+
+def channel_for(user_agent: str) -> str:
+    """Phones get Alipay's wap pay (opens the Alipay app); computers get page pay (QR code)."""
+    return "wap" if _MOBILE.search(user_agent or "") else "pc"
+
+
+@bp.route("/checkout", methods=["GET", "POST"])
+def checkout():
+    user_id, session_cart = cart_owner()
+    cart = cart_services.view_cart(user_id, session_cart)
+    if not cart.lines:
+        flash(_("购物车是空的。"), "error")
+        return redirect(url_for("cart.show"))
+    form = CheckoutForm()
+    if form.validate_on_submit():
+        buyer = BuyerDetails(
+            name=form.name.data,
+            phone=form.phone.data,
+            address=form.address.data,
+            board_display=form.board_display.data,
+            nickname=form.nickname.data or "",
+            organization=form.organization.data or "",
+        )
+        try:
+            order = place_order(
+                cart_services.requested_lines(user_id, session_cart),
+                buyer,
+                channel=channel_for(request.headers.get("User-Agent", "")),
+                expiry_minutes=current_app.config["ORDER_EXPIRY_MINUTES"],
+                user_id=user_id,
+            )
+        except PriceChanged as error:
+            flash(error.message, "error")
+            return redirect(url_for("cart.show"))
+        except OrderError as error:
+            if error.field and error.field in form:
+                form[error.field].errors.append(error.message)
+            else:
+                flash(error.message, "error")
+                return redirect(url_for("cart.show"))
+        else:
+            cart_services.clear(user_id, session_cart)
+            return redirect(payment_url(order))
+    return render_template("checkout/checkout.html", form=form, cart=cart)

@@ -1,0 +1,480 @@
+"""Placing orders, applying payments, expiring unpaid orders.
+
+Every state change that must happen once — reserving stock, marking an order paid,
+cancelling it and returning its stock — is a conditional UPDATE checked by row count,
+so it holds across processes and hosts (PostgreSQL row locks; SQLite's single writer).
+Each public function owns its transaction: it commits on success and rolls back
+before raising.
+"""
+
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask_babel import gettext as _
+from sqlalchemy import select, update
+
+from shop.catalog.models import Product
+from shop.db import utcnow
+from shop.extensions import db
+from shop.formatting import SHANGHAI
+from shop.orders.models import BOARD_DISPLAYS, Order, OrderLine
+
+log = logging.getLogger("shop.orders")
+
+MAX_QUANTITY_PER_LINE = 999
+MAX_LINES_PER_ORDER = 50
+ANONYMOUS_BOARD_NAME = "爱心人士"
+PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")
+_PHONE = re.compile(r"^1[3-9]\d{9}$")
+
+
+class OrderError(Exception):
+    """A request the buyer can fix; ``code`` is stable for the API, ``message`` is for people."""
+
+    status = 422
+    code = "invalid"
+
+    def __init__(self, message: str, field: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details or {}
+
+
+class OutOfStock(OrderError):
+    status = 409
+    code = "out_of_stock"
+
+
+class PriceChanged(OrderError):
+    status = 409
+    code = "price_changed"
+
+
+class UnknownProduct(OrderError):
+    status = 422
+    code = "unknown_product"
+
+
+@dataclass(frozen=True)
+class RequestedLine:
+    """What the buyer asked for. ``seen_price_fen`` is the price the buyer was shown, if known."""
+
+    product_id: int
+    quantity: int
+    seen_price_fen: int | None = None
+
+
+@dataclass
+class BuyerDetails:
+    name: str
+    phone: str
+    address: str
+    board_display: str = "masked"
+    nickname: str = ""
+    organization: str = ""
+
+
+@dataclass
+class PaymentOutcome:
+    """What applying a payment report did. ``accepted`` maps to Alipay's ``success``."""
+
+    accepted: bool
+    verdict: str  # paid | repeat | ignored | rejected | cancelled
+    reason: str = ""
+    order: Order | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+def parse_quantity(raw) -> int:
+    """Turn user input into a quantity 1..MAX_QUANTITY_PER_LINE or raise OrderError.
+
+    Accepts ints and digit strings only: "1.5", "1e3", "-2", True and "" are refused.
+    """
+    if isinstance(raw, bool):
+        raise OrderError(_("数量必须是整数。"), field="quantity")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 6:
+        value = int(raw.strip())
+    else:
+        raise OrderError(_("数量必须是整数。"), field="quantity")
+    if value < 1:
+        raise OrderError(_("数量至少为 1。"), field="quantity")
+    if value > MAX_QUANTITY_PER_LINE:
+        raise OrderError(
+            _("单个商品最多购买 %(max)d 件。", max=MAX_QUANTITY_PER_LINE), field="quantity"
+        )
+    return value
+
+
+def normalise_phone(raw: str) -> str:
+    """Return an 11-digit mainland mobile number, accepting spaces, dashes and +86."""
+    digits = re.sub(r"[\s\-]", "", raw or "")
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    if not _PHONE.match(digits):
+        raise OrderError(_("请填写正确的11位手机号码。"), field="phone")
+    return digits
+
+
+def board_name_for(buyer: BuyerDetails) -> str:
+    """How the buyer appears publicly: surname + '*', their nickname, or 爱心人士."""
+    if buyer.board_display == "anonymous":
+        return ANONYMOUS_BOARD_NAME
+    if buyer.board_display == "nickname":
+        return buyer.nickname.strip()
+    return buyer.name.strip()[0] + "*"
+
+
+def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
+    """Check and normalise the buyer's details; raise OrderError naming the field."""
+    name = (buyer.name or "").strip()
+    address = (buyer.address or "").strip()
+    nickname = (buyer.nickname or "").strip()
+    organization = (buyer.organization or "").strip()
+    if not 1 <= len(name) <= 40:
+        raise OrderError(_("请填写收货人姓名（不超过40个字）。"), field="name")
+    if not 5 <= len(address) <= 200:
+        raise OrderError(_("请填写完整的收货地址（5到200个字）。"), field="address")
+    if buyer.board_display not in BOARD_DISPLAYS:
+        raise OrderError(_("请选择在爱心榜上的展示方式。"), field="board_display")
+    if buyer.board_display == "nickname" and not 1 <= len(nickname) <= 20:
+        raise OrderError(_("请填写昵称（不超过20个字）。"), field="nickname")
+    if len(organization) > 60:
+        raise OrderError(_("单位名称不能超过60个字。"), field="organization")
+    return BuyerDetails(
+        name=name,
+        phone=normalise_phone(buyer.phone),
+        address=address,
+        board_display=buyer.board_display,
+        nickname=nickname,
+        organization=organization,
+    )
+
+
+def _new_order_no(now: datetime) -> str:
+    # Alipay's out_trade_no: ≤ 64 chars of letters and digits; ours sorts by time.
+    return (
+        "LX" + now.astimezone(SHANGHAI).strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**8):08d}"
+    )
+
+
+def _merge_lines(lines: Iterable[RequestedLine]) -> list[RequestedLine]:
+    merged: dict[int, RequestedLine] = {}
+    for line in lines:
+        line = RequestedLine(line.product_id, parse_quantity(line.quantity), line.seen_price_fen)
+        if line.product_id in merged:
+            previous = merged[line.product_id]
+            line = RequestedLine(
+                line.product_id, previous.quantity + line.quantity, line.seen_price_fen
+            )
+            if line.quantity > MAX_QUANTITY_PER_LINE:
+                raise OrderError(
+                    _("单个商品最多购买 %(max)d 件。", max=MAX_QUANTITY_PER_LINE),
+                    field="quantity",
+                )
+        merged[line.product_id] = line
+    # Lock products in id order so two checkouts never wait on each other in a cycle.
+    return [merged[k] for k in sorted(merged)]
+
+
+def place_order(
+    lines: Iterable[RequestedLine],
+    buyer: BuyerDetails,
+    channel: str,
+    expiry_minutes: int,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> Order:
+    """Create a pending order and reserve its stock, all or nothing, and commit.
+
+    Raises :class:`OrderError` (bad input, empty cart), :class:`UnknownProduct`
+    (missing or unpublished), :class:`PriceChanged` (the buyer saw another price) or
+    :class:`OutOfStock`. Nothing is written when it raises.
+    """
+    now = now or utcnow()
+    buyer = validate_buyer(buyer)
+    wanted = _merge_lines(lines)
+    if not wanted:
+        raise OrderError(_("购物车是空的。"), field="items")
+    if len(wanted) > MAX_LINES_PER_ORDER:
+        raise OrderError(_("一个订单最多包含 %(max)d 种商品。", max=MAX_LINES_PER_ORDER))
+    if channel not in ("pc", "wap", "api"):
+        raise OrderError(_("不支持的支付渠道。"), field="channel")
+
+    try:
+        products = {
+            p.id: p
+            for p in db.session.scalars(
+                select(Product).where(Product.id.in_([w.product_id for w in wanted]))
+            )
+        }
+        order_lines = []
+        for want in wanted:
+            product = products.get(want.product_id)
+            if product is None or product.status != "published":
+                raise UnknownProduct(
+                    _("商品不存在或已下架。"),
+                    field="items",
+                    details={"product_id": want.product_id},
+                )
+            if want.seen_price_fen is not None and want.seen_price_fen != product.price_fen:
+                raise PriceChanged(
+                    _(
+                        "“%(name)s”的价格已变为 %(price)s，请确认后再下单。",
+                        name=product.name,
+                        price=_yuan(product.price_fen),
+                    ),
+                    details={"product_id": product.id, "price_fen": product.price_fen},
+                )
+            reserved = db.session.execute(
+                update(Product)
+                .where(
+                    Product.id == product.id,
+                    Product.status == "published",
+                    Product.stock >= want.quantity,
+                )
+                .values(stock=Product.stock - want.quantity)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if reserved != 1:
+                raise OutOfStock(
+                    _("“%(name)s”库存不足。", name=product.name),
+                    details={"product_id": product.id},
+                )
+            order_lines.append(
+                OrderLine(
+                    product_id=product.id,
+                    product_name=product.name,
+                    product_slug=product.slug,
+                    unit=product.unit,
+                    unit_price_fen=product.price_fen,
+                    quantity=want.quantity,
+                    line_total_fen=product.price_fen * want.quantity,
+                    beneficiary_fen_per_unit=product.beneficiary_fen_per_unit,
+                )
+            )
+        order = Order(
+            order_no=_new_order_no(now),
+            token=secrets.token_urlsafe(24),
+            status="pending_payment",
+            channel=channel,
+            user_id=user_id,
+            buyer_name=buyer.name,
+            buyer_phone=buyer.phone,
+            phone_last4=buyer.phone[-4:],
+            shipping_address=buyer.address,
+            board_display=buyer.board_display,
+            board_name=board_name_for(buyer),
+            organization=buyer.organization,
+            total_fen=sum(line.line_total_fen for line in order_lines),
+            beneficiary_fen=sum(
+                line.beneficiary_fen_per_unit * line.quantity for line in order_lines
+            ),
+            created_at=now,
+            expires_at=now + timedelta(minutes=expiry_minutes),
+            lines=order_lines,
+        )
+        db.session.add(order)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    log.info("order %s placed: %d fen, %d lines", order.order_no, order.total_fen, len(order_lines))
+    return order
+
+
+def _yuan(fen: int) -> str:
+    from shop.formatting import format_fen
+
+    return format_fen(fen)
+
+
+def order_by_token(token: str) -> Order | None:
+    if not token or len(token) > 64:
+        return None
+    return db.session.scalar(select(Order).where(Order.token == token))
+
+
+def order_by_number_and_phone(order_no: str, phone: str) -> Order | None:
+    """Find an order by its number and the buyer's phone (both must match)."""
+    order_no = (order_no or "").strip().upper()
+    try:
+        phone = normalise_phone(phone)
+    except OrderError:
+        return None
+    order = db.session.scalar(select(Order).where(Order.order_no == order_no))
+    if order is None or order.phone_last4 != phone[-4:] or order.buyer_phone != phone:
+        return None
+    return order
+
+
+# Paid hooks run inside the transaction that marks an order paid: the ledger posts the
+# sale there, so "paid" and "posted" commit together or not at all.
+PaidHook = Callable[[Order], None]
+
+
+def _paid_hooks() -> list[PaidHook]:
+    from flask import current_app
+
+    return current_app.extensions.setdefault("order_paid_hooks", [])
+
+
+def register_paid_hook(app, hook: PaidHook) -> None:
+    app.extensions.setdefault("order_paid_hooks", []).append(hook)
+
+
+def _release_stock(order: Order) -> None:
+    for line in order.lines:
+        db.session.execute(
+            update(Product)
+            .where(Product.id == line.product_id)
+            .values(stock=Product.stock + line.quantity)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _reserve_again(order: Order) -> bool:
+    for line in sorted(order.lines, key=lambda ln: ln.product_id):
+        done = db.session.execute(
+            update(Product)
+            .where(Product.id == line.product_id, Product.stock >= line.quantity)
+            .values(stock=Product.stock - line.quantity)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if done != 1:
+            return False
+    return True
+
+
+def apply_payment(
+    out_trade_no: str,
+    trade_no: str,
+    trade_status: str,
+    total_fen: int,
+    paid_at: datetime | None = None,
+) -> PaymentOutcome:
+    """Apply a verified payment report (notification or query answer) to its order; commit.
+
+    The order moves pending_payment → paid exactly once, whatever the number, order or
+    concurrency of reports: the move is ``UPDATE … WHERE status = 'pending_payment'``
+    and the paid hooks (ledger posting) run in the same transaction. A report for an
+    order already paid with the same ``trade_no`` is a repeat: accepted, nothing changes.
+    A report for an order cancelled by expiry re-reserves its stock if it can.
+
+    Refusals (unknown order, amount mismatch, another trade_no) return
+    ``accepted=False`` and change nothing.
+    """
+    paid_at = paid_at or utcnow()
+    try:
+        order = db.session.scalar(
+            select(Order).where(Order.order_no == out_trade_no).with_for_update()
+        )
+        if order is None:
+            return PaymentOutcome(False, "rejected", "unknown order")
+        if total_fen != order.total_fen:
+            return PaymentOutcome(
+                False, "rejected", f"amount {total_fen} fen != order {order.total_fen} fen", order
+            )
+        if trade_status not in PAID_STATUSES:
+            return PaymentOutcome(True, "ignored", f"trade status {trade_status}", order)
+        if order.trade_no is not None:
+            if order.trade_no == trade_no:
+                return PaymentOutcome(True, "repeat", "already applied", order)
+            return PaymentOutcome(
+                False, "rejected", f"order already paid by trade {order.trade_no}", order
+            )
+
+        if order.status == "cancelled":
+            # Paid just before expiry, notified after: take the stock back if it is there.
+            if not _reserve_again(order):
+                db.session.rollback()
+                log.error("order %s paid after cancellation and stock is gone", order.order_no)
+                return PaymentOutcome(False, "rejected", "paid after cancellation; out of stock")
+            from_status = "cancelled"
+        else:
+            from_status = "pending_payment"
+        moved = db.session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == from_status, Order.trade_no.is_(None))
+            .values(
+                status="paid",
+                trade_no=trade_no,
+                paid_at=paid_at,
+                cancelled_at=None,
+                cancel_reason="",
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved != 1:
+            db.session.rollback()
+            return PaymentOutcome(True, "repeat", "applied concurrently")
+        db.session.refresh(order)
+        for hook in _paid_hooks():
+            hook(order)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    log.info("order %s paid by trade %s", order.order_no, trade_no)
+    return PaymentOutcome(True, "paid", "", order)
+
+
+def cancel_order(order_id: int, reason: str, now: datetime | None = None) -> bool:
+    """Cancel a still-unpaid order and return its stock, once; commit. True if this call did it."""
+    now = now or utcnow()
+    try:
+        moved = db.session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == "pending_payment")
+            .values(status="cancelled", cancelled_at=now, cancel_reason=reason[:40])
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved == 1:
+            order = db.session.get(Order, order_id)
+            _release_stock(order)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return moved == 1
+
+
+def mark_shipped(
+    order_id: int, carrier: str, tracking_no: str, now: datetime | None = None
+) -> bool:
+    """Record shipment of a paid order; commit. False when the order is not in 'paid'."""
+    carrier, tracking_no = (carrier or "").strip(), (tracking_no or "").strip()
+    if not carrier or len(carrier) > 40:
+        raise OrderError(_("请填写快递公司（不超过40个字）。"), field="carrier")
+    if not re.fullmatch(r"[A-Za-z0-9\-]{4,64}", tracking_no):
+        raise OrderError(_("快递单号应为4到64位字母或数字。"), field="tracking_no")
+    moved = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status == "paid")
+        .values(
+            status="shipped", carrier=carrier, tracking_no=tracking_no, shipped_at=now or utcnow()
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return moved == 1
+
+
+def mark_completed(order_id: int, now: datetime | None = None) -> bool:
+    """Close a shipped order as received; commit. False when it is not 'shipped'."""
+    moved = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status == "shipped")
+        .values(status="completed", completed_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return moved == 1

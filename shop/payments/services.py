@@ -1,0 +1,167 @@
+"""The shop's side of payments: start a payment, take notifications, ask Alipay.
+
+Alipay's asynchronous notification is the only thing that marks an order paid on its
+own; a query answer (signed by Alipay and verified by the SDK) is the same evidence
+and goes through the same :func:`shop.orders.services.apply_payment`.
+"""
+
+import json
+import logging
+from datetime import timedelta
+
+from flask import current_app, url_for
+
+from shop.db import utcnow
+from shop.extensions import db
+from shop.orders.models import Order
+from shop.orders.services import apply_payment, cancel_order
+from shop.payments.models import PaymentNotification
+
+log = logging.getLogger("shop.payments")
+
+NOTIFY_PATH = "/payments/alipay/notify"
+
+
+def _provider_module():
+    # Imported on use: the provider loads keys and the SDK, which plain page views never need.
+    from shop.payments import provider
+
+    return provider
+
+
+def _absolute(path: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"] + path
+
+
+def order_subject(order: Order) -> str:
+    first = order.lines[0].product_name
+    if len(order.lines) == 1:
+        return f"连心集市 {first} ×{order.lines[0].quantity}"
+    return f"连心集市 {first} 等{order.units}件"
+
+
+def payment_url(order: Order) -> str:
+    """Where to send the buyer to pay this pending order (signed by the merchant key)."""
+    return _provider_module().get_provider().pay_url(
+        order_no=order.order_no,
+        total_fen=order.total_fen,
+        subject=order_subject(order),
+        channel="wap" if order.channel == "wap" else "pc",
+        return_url=_absolute(url_for("orders.payment_return", token=order.token)),
+        notify_url=_absolute(NOTIFY_PATH),
+        expires_at=order.expires_at,
+    )
+
+
+def _record(params: dict, verdict: str, reason: str) -> None:
+    safe = {k: v for k, v in params.items() if k != "sign"}
+    db.session.add(
+        PaymentNotification(
+            notify_id=str(params.get("notify_id", ""))[:128],
+            out_trade_no=str(params.get("out_trade_no", ""))[:64],
+            trade_no=str(params.get("trade_no", ""))[:64],
+            trade_status=str(params.get("trade_status", ""))[:32],
+            total_amount=str(params.get("total_amount", ""))[:20],
+            verdict=verdict,
+            reason=reason[:200],
+            params=json.dumps(safe, ensure_ascii=False, sort_keys=True)[:8000],
+        )
+    )
+    db.session.commit()
+
+
+def handle_notification(params: dict) -> str:
+    """Verify and apply one asynchronous notification; return Alipay's answer body.
+
+    ``success`` when applied or already applied (a repeat), ``fail`` when refused: a
+    bad or SHA-1 signature, another app_id or seller, an unknown order, a wrong amount.
+    Every notification is recorded with its verdict; refusals are logged with why.
+    """
+    provider = _provider_module()
+    try:
+        notification = provider.get_provider().verify_notification(params)
+    except provider.NotificationRejected as rejected:
+        log.warning(
+            "alipay notification refused: %s (out_trade_no=%s)",
+            rejected.reason,
+            params.get("out_trade_no"),
+        )
+        _record(params, "rejected", rejected.reason)
+        return "fail"
+    outcome = apply_payment(
+        out_trade_no=notification.out_trade_no,
+        trade_no=notification.trade_no,
+        trade_status=notification.trade_status,
+        total_fen=notification.total_fen,
+    )
+    if not outcome.accepted:
+        log.warning(
+            "alipay notification refused: %s (out_trade_no=%s)",
+            outcome.reason,
+            notification.out_trade_no,
+        )
+    _record(params, outcome.verdict, outcome.reason)
+    return "success" if outcome.accepted else "fail"
+
+
+def confirm_by_query(order: Order) -> Order:
+    """Ask Alipay about a pending order and apply a paid answer; return the fresh order.
+
+    Used by the return page (a late notification must not leave the buyer guessing) and
+    by reconcile. Provider errors are logged and leave the order as it was.
+    """
+    if order.status != "pending_payment":
+        return order
+    provider = _provider_module()
+    try:
+        result = provider.get_provider().query(order.order_no)
+    except provider.ProviderError as error:
+        log.warning("trade query for %s failed: %s", order.order_no, error)
+        return order
+    if result is not None and result.trade_status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
+        apply_payment(order.order_no, result.trade_no, result.trade_status, result.total_fen)
+        db.session.refresh(order)
+    return order
+
+
+def reconcile(older_than_minutes: int = 5, now=None) -> dict[str, int]:
+    """Bring pending orders in line with Alipay; return counts of what was done.
+
+    For every order pending longer than ``older_than_minutes``: a paid trade is applied
+    (a missed notification recovered); a closed trade, or an expired order whose trade
+    Alipay closes for us (or never saw), is cancelled and its stock returned.
+    """
+    now = now or utcnow()
+    counts = {"checked": 0, "paid": 0, "cancelled": 0, "errors": 0}
+    module = _provider_module()
+    provider = module.get_provider()
+    cutoff = now - timedelta(minutes=older_than_minutes)
+    pending = list(
+        db.session.scalars(
+            db.select(Order)
+            .where(Order.status == "pending_payment", Order.created_at <= cutoff)
+            .order_by(Order.created_at)
+        )
+    )
+    for order in pending:
+        counts["checked"] += 1
+        try:
+            result = provider.query(order.order_no)
+            if result is not None and result.trade_status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
+                outcome = apply_payment(
+                    order.order_no, result.trade_no, result.trade_status, result.total_fen
+                )
+                counts["paid"] += outcome.verdict == "paid"
+                continue
+            if result is not None and result.trade_status == "TRADE_CLOSED":
+                counts["cancelled"] += cancel_order(order.id, "trade_closed", now)
+                continue
+            if order.expires_at <= now:
+                # Close at Alipay first so the buyer cannot pay a cancelled order.
+                if result is not None and result.trade_status == "WAIT_BUYER_PAY":
+                    provider.close(order.order_no)
+                counts["cancelled"] += cancel_order(order.id, "expired", now)
+        except module.ProviderError as error:
+            counts["errors"] += 1
+            log.warning("reconcile %s failed: %s", order.order_no, error)
+    return counts
