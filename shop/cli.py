@@ -8,6 +8,7 @@ from shop.auth.services import AccountError, create_user
 
 users_cli = AppGroup("users", help="Manage staff and admin accounts.")
 demo_cli = AppGroup("demo", help="The demo programme (双井村).")
+payments_cli = AppGroup("payments", help="Payments: reconcile with Alipay.")
 
 
 @users_cli.command("create")
@@ -36,6 +37,26 @@ def demo_seed(if_empty: bool) -> None:
         click.echo(f"  demo login ({role}): {username} / {password}")
 
 
+@payments_cli.command("reconcile")
+@click.option(
+    "--older-than", default=5, show_default=True, help="Minutes an order must be pending."
+)
+def payments_reconcile(older_than: int) -> None:
+    """Ask Alipay about pending orders and refunds and apply the answers (run every few minutes)."""
+    from shop.orders.refunds import retry_pending_refunds
+    from shop.payments.services import reconcile
+
+    counts = reconcile(older_than_minutes=older_than)
+    click.echo(
+        "orders: checked {checked}, paid {paid}, cancelled {cancelled}, errors {errors}".format(
+            **counts
+        )
+    )
+    refunds = retry_pending_refunds()
+    click.echo("refunds retried: " + (", ".join(f"{k} {v}" for k, v in refunds.items()) or "none"))
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(payments_cli)

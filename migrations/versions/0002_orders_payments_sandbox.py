@@ -168,7 +168,7 @@ def upgrade():
     sa.Column('out_request_no', sa.String(length=64), nullable=False),
     sa.Column('amount_fen', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=200), nullable=False),
-    sa.Column('restock', sa.Boolean(), nullable=False),
+    sa.Column('restock_items', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('failure', sa.String(length=200), nullable=False),
     sa.Column('created_by', sa.Integer(), nullable=True),

@@ -1,9 +1,24 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 
 
 class LoginForm(FlaskForm):
     username = StringField(_l("用户名"), validators=[DataRequired(), Length(max=80)])
     password = PasswordField(_l("密码"), validators=[DataRequired(), Length(max=200)])
+
+
+class RegisterForm(FlaskForm):
+    username = StringField(
+        _l("用户名"),
+        validators=[
+            DataRequired(),
+            Length(min=3, max=40),
+            Regexp(r"^[A-Za-z0-9_.@-]+$", message=_l("只能使用字母、数字和 _ . @ -")),
+        ],
+    )
+    password = PasswordField(_l("密码"), validators=[DataRequired(), Length(min=8, max=200)])
+    confirm = PasswordField(
+        _l("再次输入密码"), validators=[EqualTo("password", message=_l("两次输入的密码不一致"))]
+    )

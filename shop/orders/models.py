@@ -14,7 +14,7 @@ closed); paid/shipped/completed → refunded once ``refunded_fen == total_fen``.
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop.db import UTCDateTime, utcnow
@@ -132,7 +132,9 @@ class Refund(db.Model):
     out_request_no: Mapped[str] = mapped_column(String(64), unique=True)
     amount_fen: Mapped[int]
     reason: Mapped[str] = mapped_column(String(200), default="")
-    restock: Mapped[bool] = mapped_column(default=False)
+    # JSON {"<order line id>": units}: what goes back on the shelf when the refund succeeds.
+    # Stored with the request so a retried refund restocks exactly what was asked.
+    restock_items: Mapped[str] = mapped_column(Text, default="{}")
     status: Mapped[str] = mapped_column(String(12), default="pending")
     failure: Mapped[str] = mapped_column(String(200), default="")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
