@@ -1,59 +1,15 @@
-"""Declarative base shared by every model.
-
-The naming convention gives every index and constraint a stable name, so Alembic
-revisions generated on SQLite and PostgreSQL agree and can drop what they created.
-"""
+"""Database plumbing for the shop: the shared base (defined in ``ledger.base``), SQLite
+pragmas, and how Alembic writes our column types."""
 
 import sqlite3
-from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from ledger.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def utcnow() -> datetime:
-    """Timezone-aware current time in UTC; every stored timestamp is UTC."""
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator):
-    """A timestamp stored in UTC and always returned timezone-aware.
-
-    SQLite has no time zone type and hands back naive values; normalising here means
-    the rest of the code can compare and format times without guessing.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime; store UTC-aware values only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
+__all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow"]
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # WAL lets readers and one writer work at once; foreign keys are off by default in

@@ -1,0 +1,211 @@
+"""Posting transactions: balanced, idempotent, appended to the hash chain.
+
+:func:`post` never commits: the caller's unit of work (e.g. "mark the order paid")
+commits the posting together with its own changes, or rolls both back.
+
+Concurrency: appending takes the chain head's row lock first (``UPDATE ledger_head``),
+so postings from any number of processes are serialised and the chain stays linear;
+the idempotency key is checked again under that lock, so two workers posting the same
+key produce one transaction. ``prev_hash`` is unique in the database as a backstop.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ledger.base import utcnow
+from ledger.canonical import GENESIS_HASH, chain_hash, format_time
+from ledger.models import ACCOUNT_KINDS, Account, Entry, LedgerHead, Transaction
+
+MAX_KEY_LENGTH = 128
+
+
+class LedgerError(ValueError):
+    """A posting was refused; nothing was written."""
+
+
+class Unbalanced(LedgerError):
+    pass
+
+
+class IdempotencyConflict(LedgerError):
+    """The key was already used for a transaction with different content."""
+
+
+class Overdrawn(LedgerError):
+    """The posting would leave a household owed less than nothing."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A plain summary of a posted transaction. ``created`` is False for a repeat."""
+
+    id: int
+    key: str
+    hash: str
+    created: bool
+
+
+def ensure_account(session: Session, code: str, kind: str, name: str = "") -> Account:
+    """Return the account with ``code``, creating it (flush, no commit) if absent."""
+    if kind not in ACCOUNT_KINDS:
+        raise LedgerError(f"unknown account kind {kind!r}")
+    account = session.scalar(select(Account).where(Account.code == code))
+    if account is None:
+        account = Account(code=code, kind=kind, name=name or code, balance_fen=0)
+        session.add(account)
+        session.flush()
+    elif account.kind != kind:
+        raise LedgerError(f"account {code} is a {account.kind} account, not {kind}")
+    return account
+
+
+def _lock_head(session: Session) -> LedgerHead:
+    # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before we read.
+    locked = session.execute(
+        update(LedgerHead).where(LedgerHead.id == 1).values(count=LedgerHead.count)
+    ).rowcount
+    if locked == 0:
+        session.add(LedgerHead(id=1, count=0, hash=GENESIS_HASH))
+        session.flush()
+    return session.execute(
+        select(LedgerHead).where(LedgerHead.id == 1).execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _validate(key: str, kind: str, entries: Sequence[tuple[str, int]], memo: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise LedgerError("key must be 1-128 characters")
+    if not kind or len(kind) > 24:
+        raise LedgerError("kind must be 1-24 characters")
+    if len(memo) > 200:
+        raise LedgerError("memo must be at most 200 characters")
+    if len(entries) < 2:
+        raise Unbalanced("a transaction needs at least two entries")
+    for code, amount in entries:
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise LedgerError(f"amount for {code} must be an integer number of fen")
+        if amount == 0:
+            raise LedgerError(f"zero amount for {code}")
+    if sum(amount for _, amount in entries) != 0:
+        raise Unbalanced(f"entries sum to {sum(a for _, a in entries)} fen, not 0")
+
+
+def _same_content(existing: Transaction, kind: str, entries, reverses_id) -> bool:
+    mine = [(e.account.code, e.amount_fen) for e in existing.entries]
+    return existing.kind == kind and mine == list(entries) and existing.reverses_id == reverses_id
+
+
+def find(session: Session, key: str) -> Transaction | None:
+    return session.scalar(select(Transaction).where(Transaction.key == key))
+
+
+def post(
+    session: Session,
+    key: str,
+    kind: str,
+    entries: Iterable[tuple[str, int]],
+    memo: str = "",
+    reverses_id: int | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Append a balanced transaction to the chain (flush, no commit) and return it.
+
+    ``entries`` are (account code, signed fen) in posting order: debits positive,
+    credits negative, summing to zero; every account must exist. Posting a ``key``
+    that exists returns the first transaction with ``created=False`` and writes
+    nothing; if its content differs, :class:`IdempotencyConflict` is raised.
+
+    Raises :class:`Unbalanced`, :class:`Overdrawn`, :class:`LedgerError`.
+    """
+    entries = [(code, amount) for code, amount in entries]
+    _validate(key, kind, entries, memo)
+
+    existing = find(session, key)
+    if existing is None:
+        head = _lock_head(session)
+        existing = find(session, key)  # again, under the lock: a racing twin may have won
+    if existing is not None:
+        if not _same_content(existing, kind, entries, reverses_id):
+            raise IdempotencyConflict(f"key {key} was posted with different content")
+        return Posted(existing.id, existing.key, existing.hash, created=False)
+
+    codes = {code for code, _ in entries}
+    accounts = {a.code: a for a in session.scalars(select(Account).where(Account.code.in_(codes)))}
+    missing = codes - set(accounts)
+    if missing:
+        raise LedgerError(f"unknown accounts: {', '.join(sorted(missing))}")
+    if reverses_id is not None and session.get(Transaction, reverses_id) is None:
+        raise LedgerError(f"transaction {reverses_id} to reverse does not exist")
+
+    moment = now or utcnow()
+    created_text = format_time(moment)
+    tx_id = head.count + 1
+    public = {
+        "id": tx_id,
+        "key": key,
+        "kind": kind,
+        "created_at": created_text,
+        "memo": memo,
+        "reverses": reverses_id,
+        "entries": [{"account": code, "amount_fen": amount} for code, amount in entries],
+    }
+    digest = chain_hash(head.hash, public)
+    transaction = Transaction(
+        id=tx_id,
+        key=key,
+        kind=kind,
+        memo=memo,
+        created_at=moment,
+        created_at_text=created_text,
+        reverses_id=reverses_id,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(transaction)
+    session.flush()
+    for position, (code, amount) in enumerate(entries):
+        account = accounts[code]
+        session.add(
+            Entry(transaction_id=tx_id, position=position, account_id=account.id, amount_fen=amount)
+        )
+        changed = session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .where((Account.kind != "household") | (Account.balance_fen + amount <= 0))
+            .values(balance_fen=Account.balance_fen + amount)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed != 1:
+            raise Overdrawn(f"{code} would be owed less than nothing")
+    session.execute(update(LedgerHead).where(LedgerHead.id == 1).values(count=tx_id, hash=digest))
+    session.flush()
+    return Posted(tx_id, key, digest, created=True)
+
+
+def reverse(
+    session: Session,
+    key: str,
+    original_id: int,
+    kind: str,
+    memo: str = "",
+    portion: dict[str, int] | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Post the reversal of transaction ``original_id`` (all of it, or ``portion``).
+
+    ``portion`` maps account code → the original's signed amount to undo (same sign as
+    the original entry); the reversal posts the negation. Without it the whole
+    transaction is undone.
+    """
+    original = session.get(Transaction, original_id)
+    if original is None:
+        raise LedgerError(f"transaction {original_id} does not exist")
+    if portion is None:
+        entries = [(e.account.code, -e.amount_fen) for e in original.entries]
+    else:
+        entries = [(code, -amount) for code, amount in portion.items() if amount]
+    return post(session, key, kind, entries, memo=memo, reverses_id=original_id, now=now)
