@@ -84,6 +84,8 @@ def test_staff_creates_uploads_publishes_and_the_public_sees_it(staff_client, cl
     media = client.get(f"/media/{cover_file}")
     assert media.status_code == 200 and media.mimetype == "image/jpeg"
     assert "immutable" in media.headers["Cache-Control"]
+    found = client.get("/search", query_string={"q": "树莓"}).get_data(as_text=True)
+    assert f"/p/{product.slug}" in found
 
     staff_client.post(f"/console/products/{product.id}/status", data={"action": "unpublish"})
     assert client.get(f"/p/{product.slug}").status_code == 404

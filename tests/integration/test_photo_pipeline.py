@@ -80,7 +80,7 @@ def test_exif_orientation_applied_and_all_metadata_stripped(plain_app, tmp_path)
 
 def test_large_photo_gets_every_size_named_by_content(plain_app, tmp_path):
     data = image_bytes("JPEG", size=(2400, 1800))
-    stored, created = store(data, tmp_path)
+    stored, _ = store(data, tmp_path)
     assert stored.widths == (320, 800, 1600)
     assert len(stored.key) == 64
     assert files_in(tmp_path) == sorted(f"{stored.key}-{w}.jpg" for w in (320, 800, 1600))

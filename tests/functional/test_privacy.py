@@ -1,0 +1,119 @@
+"""No public page or API answer shows a household's or a buyer's personal data.
+
+The crawl walks every GET route the app has. Routes with arguments must be listed in
+``PUBLIC_ARGUMENTS`` (how to fill them) or be private; a new public route that is in
+neither makes this test fail, so it cannot be forgotten.
+"""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from shop.catalog.models import Category, Product
+from shop.demo import seed_demo
+from shop.extensions import db
+from shop.households.models import Household
+from shop.orders.services import apply_payment
+from tests.builders import buyer, make_household, make_order
+
+# Only staff, admins and the pretend Alipay see these; they are checked by role tests.
+PRIVATE_PREFIXES = ("/console", "/admin", "/sandbox")
+# Pages for the holder of an order's secret token: the buyer's own details may appear,
+# household details still may not.
+BUYER_ONLY_ENDPOINTS = {"orders.show", "orders.payment_return", "api.get_order"}
+SKIPPED_ENDPOINTS = {"static", "media.photo", "catalog.set_language"}
+
+BUYER_NAME = "欧阳秀英"
+BUYER_PHONE = "13912345678"
+BUYER_ADDRESS = "陕西省西安市幸福路88号"
+
+
+def public_arguments(seeded) -> dict:
+    return {
+        "catalog.product": [{"slug": slug} for slug in seeded["product_slugs"]],
+        "catalog.category": [{"slug": slug} for slug in seeded["category_slugs"]],
+        "orders.show": [{"token": seeded["token"]}],
+        "orders.payment_return": [{"token": seeded["token"]}],
+        "api.get_order": [{"token": seeded["token"]}],
+    }
+
+
+@pytest.fixture
+def seeded(app):
+    seed_demo()
+    make_household(head_name="司马建国", card="6228480012345678901", id_number="610722195001011234")
+    wine = db.session.scalar(select(Product).order_by(Product.id))
+    order = make_order(
+        [(wine, 2)],
+        buyer(name=BUYER_NAME, phone=BUYER_PHONE, address=BUYER_ADDRESS, board_display="masked"),
+    )
+    apply_payment(order.order_no, "2026112522001400000001", "TRADE_SUCCESS", order.total_fen)
+    households = list(db.session.scalars(select(Household)))
+    return {
+        "household_secrets": [
+            secret
+            for h in households
+            for secret in (
+                h.head_name if len(h.head_name) >= 3 else None,
+                h.id_number,
+                h.bank_card,
+            )
+            if secret
+        ],
+        "buyer_secrets": [BUYER_NAME, BUYER_PHONE, BUYER_ADDRESS, "幸福路88号"],
+        "product_slugs": list(db.session.scalars(select(Product.slug))),
+        "category_slugs": list(db.session.scalars(select(Category.slug))),
+        "token": order.token,
+    }
+
+
+def get_urls(app, seeded):
+    arguments = public_arguments(seeded)
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint in SKIPPED_ENDPOINTS:
+            continue
+        if rule.rule.startswith(PRIVATE_PREFIXES):
+            continue
+        if rule.arguments:
+            assert rule.endpoint in arguments, (
+                f"new public route {rule.rule}: add it to PUBLIC_ARGUMENTS or make it private"
+            )
+            for values in arguments[rule.endpoint]:
+                urls.append((rule.endpoint, rule.build(values)[1]))
+        else:
+            urls.append((rule.endpoint, rule.rule))
+    return urls
+
+
+def digits_only(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+@pytest.mark.parametrize("lang", ["zh_Hans_CN", "en"])
+def test_public_output_never_contains_seeded_pii(app, client, seeded, lang):
+    urls = get_urls(app, seeded)
+    assert len(urls) >= 10
+    assert len(seeded["household_secrets"]) > 500  # 245 households: names, IDs, cards
+    for endpoint, url in urls:
+        response = client.get(url, query_string={"lang": lang})
+        assert response.status_code < 500, url
+        body = response.get_data(as_text=True)
+        body_digits = digits_only(body)
+        leaked = [s for s in seeded["household_secrets"] if s in body]
+        leaked += [s for s in seeded["household_secrets"] if s.isdigit() and s in body_digits]
+        if endpoint not in BUYER_ONLY_ENDPOINTS:
+            leaked += [s for s in seeded["buyer_secrets"] if s in body]
+            leaked += [BUYER_PHONE] if BUYER_PHONE in body_digits else []
+        assert not leaked, f"{url} shows personal data: {leaked[:3]}"
+
+
+def test_the_crawl_would_notice_a_leak(app, client, seeded):
+    """Guard against a crawl that sees nothing: put a name where it must not be."""
+    product = db.session.scalar(select(Product).where(Product.status == "published"))
+    product.story = "感谢农户司马建国"
+    db.session.commit()
+    body = client.get(f"/p/{product.slug}").get_data(as_text=True)
+    assert "司马建国" in body
+    assert "司马建国" in seeded["household_secrets"]
