@@ -32,3 +32,14 @@ class PhotoUploadForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A bare form for POST buttons: carries only the CSRF token."""
+
+
+class ShipForm(FlaskForm):
+    carrier = StringField(_l("快递公司"), validators=[DataRequired(), Length(max=40)])
+    tracking_no = StringField(_l("快递单号"), validators=[DataRequired(), Length(max=64)])
+
+
+class RefundForm(FlaskForm):
+    amount = StringField(_l("退款金额（元）"), validators=[DataRequired(), Length(max=20)])
+    reason = StringField(_l("退款原因"), validators=[Optional(), Length(max=200)])
+    restock = BooleanField(_l("把本单未退回的商品全部放回库存"))

@@ -1,12 +1,16 @@
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from shop.auth.decorators import role_required
 from shop.catalog.models import Product
 from shop.console import services
-from shop.console.forms import ActionForm, PhotoUploadForm, ProductForm
+from shop.console.forms import ActionForm, PhotoUploadForm, ProductForm, RefundForm, ShipForm
 from shop.extensions import db
+from shop.formatting import format_fen
 from shop.formatting import format_fen_plain as fen_plain
+from shop.orders.refunds import request_refund
+from shop.orders.services import OrderError, mark_completed, mark_shipped
 
 bp = Blueprint("console", __name__)
 
@@ -187,3 +191,104 @@ def photo_move(photo_id: int):
 @role_required("staff")
 def photo_delete(photo_id: int):
     return _photo_action(photo_id, lambda: services.delete_photo(photo_id))
+
+
+@bp.route("/orders")
+@role_required("staff")
+def orders():
+    status = request.args.get("status") or None
+    query = request.args.get("q", "")
+    page = request.args.get("page", 1, type=int)
+    return render_template(
+        "console/orders.html",
+        pagination=services.order_page(status, query, page),
+        status=status,
+        query=query,
+    )
+
+
+def _order_or_404(order_no: str):
+    order = services.order_by_number(order_no)
+    if order is None:
+        abort(404)
+    return order
+
+
+@bp.route("/orders/<order_no>")
+@role_required("staff")
+def order_detail(order_no: str):
+    order = _order_or_404(order_no)
+    refund_form = RefundForm()
+    if request.method == "GET":
+        refund_form.amount.data = fen_plain(order.total_fen - order.refunded_fen)
+    return render_template(
+        "console/order.html",
+        order=order,
+        ship_form=ShipForm(),
+        refund_form=refund_form,
+        action_form=ActionForm(),
+    )
+
+
+@bp.route("/orders/<order_no>/ship", methods=["POST"])
+@role_required("staff")
+def ship_order(order_no: str):
+    order = _order_or_404(order_no)
+    form = ShipForm()
+    if form.validate_on_submit():
+        try:
+            shipped = mark_shipped(order.id, form.carrier.data, form.tracking_no.data)
+        except OrderError as error:
+            flash(error.message, "error")
+        else:
+            if shipped:
+                flash(_("已标记发货。"), "success")
+            else:
+                flash(_("只有已支付、未发货的订单可以发货。"), "error")
+    else:
+        flash(_("请填写快递公司和快递单号。"), "error")
+    return redirect(url_for("console.order_detail", order_no=order_no))
+
+
+@bp.route("/orders/<order_no>/complete", methods=["POST"])
+@role_required("staff")
+def complete_order(order_no: str):
+    order = _order_or_404(order_no)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if mark_completed(order.id):
+        flash(_("订单已完成。"), "success")
+    else:
+        flash(_("只有已发货的订单可以标记完成。"), "error")
+    return redirect(url_for("console.order_detail", order_no=order_no))
+
+
+@bp.route("/orders/<order_no>/refund", methods=["POST"])
+@role_required("admin")
+def refund_order(order_no: str):
+    order = _order_or_404(order_no)
+    form = RefundForm()
+    if not form.validate_on_submit():
+        flash(_("请填写退款金额。"), "error")
+        return redirect(url_for("console.order_detail", order_no=order_no))
+    try:
+        amount_fen = services.yuan_to_fen(form.amount.data, "amount")
+        restock = None
+        if form.restock.data:
+            restock = {line.id: line.quantity - line.restocked for line in order.lines}
+        refund = request_refund(
+            order.id, amount_fen, form.reason.data or "", restock, created_by=current_user.id
+        )
+    except (OrderError, services.ConsoleError) as error:
+        flash(error.message, "error")
+    else:
+        messages = {
+            "succeeded": (
+                _("退款成功：%(amount)s。", amount=format_fen(refund.amount_fen)),
+                "success",
+            ),
+            "pending": (_("支付宝暂时无法连接，退款已记录，稍后会自动重试。"), "error"),
+            "failed": (_("支付宝拒绝了退款：%(why)s", why=refund.failure), "error"),
+        }
+        flash(*messages[refund.status])
+    return redirect(url_for("console.order_detail", order_no=order_no))

@@ -271,3 +271,29 @@ def delete_photo(photo_id: int) -> int:
 
 def categories() -> list[Category]:
     return list(db.session.scalars(select(Category).order_by(Category.position, Category.id)))
+
+
+ORDER_PAGE_SIZE = 30
+
+
+def order_page(status: str | None = None, query: str | None = None, page: int = 1):
+    """Orders newest first, filtered by status and by order number or phone's last
+    four digits; returns a Flask-SQLAlchemy pagination."""
+    from shop.orders.models import ORDER_STATUSES, Order
+
+    stmt = select(Order).order_by(Order.created_at.desc(), Order.id.desc())
+    if status in ORDER_STATUSES:
+        stmt = stmt.where(Order.status == status)
+    term = (query or "").strip()[:32]
+    if term:
+        if term.isdigit() and len(term) == 4:
+            stmt = stmt.where(Order.phone_last4 == term)
+        else:
+            stmt = stmt.where(Order.order_no.contains(term, autoescape=True))
+    return db.paginate(stmt, page=max(1, page), per_page=ORDER_PAGE_SIZE, error_out=False)
+
+
+def order_by_number(order_no: str):
+    from shop.orders.models import Order
+
+    return db.session.scalar(select(Order).where(Order.order_no == order_no))
