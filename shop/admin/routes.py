@@ -1,6 +1,22 @@
-from flask import Blueprint, render_template
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
 
+from shop.admin.forms import HouseholdForm, HouseholdImportForm
 from shop.auth.decorators import role_required
+from shop.extensions import db
+from shop.households import importer, services
+from shop.households.models import Household
+from shop.pii import mask_id_number
 
 bp = Blueprint("admin", __name__)
 
@@ -9,3 +25,150 @@ bp = Blueprint("admin", __name__)
 @role_required("admin")
 def index():
     return render_template("admin/index.html")
+
+
+@bp.route("/households")
+@role_required("admin")
+def households():
+    village_id = request.args.get("village", type=int)
+    query = request.args.get("q", "").strip()[:60]
+    status = request.args.get("status", "")
+    active = {"active": True, "inactive": False}.get(status)
+    page = services.list_households(
+        village_id=village_id, q=query, page=request.args.get("page", 1, type=int), active=active
+    )
+    return render_template(
+        "admin/households.html",
+        page=page,
+        villages=services.villages(),
+        village_id=village_id,
+        query=query,
+        status=status,
+        mask_id_number=mask_id_number,
+    )
+
+
+def _household_form(household: Household | None = None) -> HouseholdForm:
+    form = HouseholdForm(obj=household) if household else HouseholdForm()
+    form.village_id.choices = [(v.id, f"{v.name}（{v.code}）") for v in services.villages()]
+    if household:
+        form.code.label.text = _("户编码")
+    if household and request.method == "GET":
+        form.land_mu.data = f"{household.land_mu:.2f}"
+        form.members.data = str(household.members)
+    return form
+
+
+def _input_from(form: HouseholdForm) -> services.HouseholdInput:
+    return services.HouseholdInput(
+        code=form.code.data or "",
+        head_name=form.head_name.data or "",
+        id_number=form.id_number.data or "",
+        members=form.members.data or "",
+        village_id=form.village_id.data,
+        group_name=form.group_name.data or "",
+        bank_name=form.bank_name.data or "",
+        bank_card=form.bank_card.data or "",
+        land_mu=form.land_mu.data or "",
+        employed=bool(form.employed.data),
+        dividend=bool(form.dividend.data),
+        coop_member=bool(form.coop_member.data),
+        active=bool(form.active.data),
+    )
+
+
+def _show_error(form: HouseholdForm, error: services.HouseholdError) -> None:
+    for problem in error.errors:
+        target = getattr(form, problem.field, None) if problem.field else None
+        if target is not None:
+            target.errors = [*target.errors, problem.message]
+        else:
+            flash(problem.message, "error")
+
+
+def _private(response):
+    # The edit page shows decrypted PII: keep it out of shared and browser caches.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/households/new", methods=["GET", "POST"])
+@role_required("admin")
+def new_household():
+    form = _household_form()
+    if form.validate_on_submit():
+        try:
+            household = services.create_household(_input_from(form))
+        except services.HouseholdError as error:
+            _show_error(form, error)
+        else:
+            flash(_("已登记农户 %(code)s。", code=household.code), "success")
+            return redirect(url_for("admin.households", q=household.code))
+    status = 422 if request.method == "POST" else 200
+    body = render_template("admin/household_form.html", form=form, household=None)
+    return _private(current_app.make_response((body, status)))
+
+
+@bp.route("/households/<int:household_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit_household(household_id: int):
+    household = db.session.get(Household, household_id)
+    if household is None:
+        abort(404)
+    form = _household_form(household)
+    if request.method == "POST":
+        form.code.data = household.code  # fixed once registered; the input is read-only
+    if form.validate_on_submit():
+        try:
+            services.update_household(household.id, _input_from(form))
+        except services.HouseholdError as error:
+            _show_error(form, error)
+        else:
+            flash(_("已保存农户 %(code)s。", code=household.code), "success")
+            return redirect(url_for("admin.households", q=household.code))
+    status = 422 if request.method == "POST" else 200
+    body = render_template("admin/household_form.html", form=form, household=household)
+    return _private(current_app.make_response((body, status)))
+
+
+@bp.route("/households/import", methods=["GET", "POST"])
+@role_required("admin")
+def import_households():
+    form = HouseholdImportForm()
+    errors: list[str] = []
+    if form.validate_on_submit():
+        limit = current_app.config.get("HOUSEHOLD_IMPORT_MAX_BYTES", importer.MAX_IMPORT_BYTES)
+        # One byte past the limit is enough to know the file is too big.
+        data = form.file.data.stream.read(limit + 1)
+        try:
+            summary = importer.import_households(data)
+        except importer.ImportFailed as failure:
+            errors = failure.errors
+        else:
+            flash(
+                _(
+                    "导入完成：新登记 %(created)s 户，更新 %(updated)s 户。",
+                    created=summary.created,
+                    updated=summary.updated,
+                ),
+                "success",
+            )
+            return redirect(url_for("admin.households"))
+    status = 422 if request.method == "POST" else 200
+    return render_template(
+        "admin/household_import.html",
+        form=form,
+        errors=errors,
+        columns=importer.COLUMNS,
+        required=importer.REQUIRED,
+        max_rows=importer.MAX_IMPORT_ROWS,
+    ), status
+
+
+@bp.route("/households/template.csv")
+@role_required("admin")
+def household_template():
+    response = Response(importer.template_csv(), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers.set("Content-Disposition", "attachment", filename="农户导入模板.csv")
+    return response
