@@ -118,6 +118,15 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(console_bp, url_prefix="/console")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    if app.config["ALIPAY_SANDBOX"]:
+        # The pretend Alipay; its gateway.do checks RSA signatures instead of CSRF tokens.
+        from shop.payments.sandbox.routes import bp as sandbox_bp
+
+        app.register_blueprint(sandbox_bp, url_prefix="/sandbox/alipay")
+        if not app.config.get("ALIPAY_GATEWAY_URL"):
+            app.config["ALIPAY_GATEWAY_URL"] = (
+                app.config["PUBLIC_BASE_URL"] + "/sandbox/alipay/gateway.do"
+            )
 
 
 def _wants_json() -> bool:

@@ -1,0 +1,47 @@
+from flask import Blueprint, redirect, render_template, request
+from flask_babel import gettext as _
+
+from shop.extensions import csrf
+from shop.payments.sandbox import services
+from shop.payments.sandbox.services import SandboxError
+
+bp = Blueprint("sandbox", __name__)
+
+
+def _refused(error: SandboxError):
+    message = _("支付宝沙箱拒绝了这个请求：%(reason)s", reason=error.message)
+    return render_template("errors/error.html", status=400, message=message), 400
+
+
+@bp.route("/gateway.do", methods=["GET", "POST"])
+@csrf.exempt
+def gateway():
+    try:
+        params = services.merged_params(request.args, request.form)
+    except SandboxError as error:
+        return _refused(error)
+    if params.get("method") in services.PAGE_METHODS:
+        try:
+            cashier = services.open_cashier(params)
+        except SandboxError as error:
+            return _refused(error)
+        return render_template("sandbox/pay.html", cashier=cashier, trade=cashier.trade)
+    key, payload = services.api_call(params)
+    body = services.signed_response(key, payload)
+    return body, 200, {"Content-Type": "application/json;charset=utf-8"}
+
+
+@bp.route("/trades/<trade_no>/pay", methods=["POST"])
+def pay(trade_no: str):
+    try:
+        return redirect(services.pay(trade_no, request.form.get("ticket", "")))
+    except SandboxError as error:
+        return _refused(error)
+
+
+@bp.route("/trades/<trade_no>/cancel", methods=["POST"])
+def cancel(trade_no: str):
+    try:
+        return redirect(services.cancel_url(trade_no, request.form.get("ticket", "")))
+    except SandboxError as error:
+        return _refused(error)
