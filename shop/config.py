@@ -70,6 +70,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
 
     ORDER_EXPIRY_MINUTES = 30
+    # The sandbox re-sends a notification not answered "success" (like Alipay, but fast).
+    SANDBOX_NOTIFY_ATTEMPTS = 3
+    SANDBOX_NOTIFY_RETRY_SECONDS = 0.5
 
     def __init__(self) -> None:
         env = os.environ
@@ -85,8 +88,16 @@ class Config:
         self.ALIPAY_APP_PRIVATE_KEY_FILE = env.get("ALIPAY_APP_PRIVATE_KEY_FILE") or None
         self.ALIPAY_PUBLIC_KEY_FILE = env.get("ALIPAY_PUBLIC_KEY_FILE") or None
         self.ALIPAY_GATEWAY_URL = env.get("ALIPAY_GATEWAY_URL") or None
+        # Checked on notifications only when set (the PID of the merchant's Alipay account).
+        self.ALIPAY_SELLER_ID = env.get("ALIPAY_SELLER_ID") or None
+        self.ALIPAY_TIMEOUT_SECONDS = float(env.get("ALIPAY_TIMEOUT_SECONDS") or 15)
         self.ALIPAY_SANDBOX = _env_flag("ALIPAY_SANDBOX", self.ENV_NAME != "production")
         self.SESSION_COOKIE_SECURE = self.PUBLIC_BASE_URL.startswith("https://")
+        # Alipay's standard rate is 0.6% (60 basis points); the fee is credited to the
+        # fees account and borne by the enterprise's share, never by households.
+        self.ALIPAY_FEE_BASIS_POINTS = int(env.get("ALIPAY_FEE_BASIS_POINTS") or 60)
+        # Households are paid out once they are owed at least this much (fen).
+        self.PAYOUT_THRESHOLD_FEN = int(env.get("PAYOUT_THRESHOLD_FEN") or 10000)
 
     def resolve(self, instance_path: Path) -> None:
         """Fill the values that default to files in the instance folder."""

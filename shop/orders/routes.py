@@ -1,4 +1,4 @@
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from shop.extensions import limiter
@@ -7,6 +7,8 @@ from shop.orders.services import order_by_number_and_phone, order_by_token
 from shop.payments.services import confirm_by_query, payment_url
 
 bp = Blueprint("orders", __name__)
+
+RETURN_PAGE_CHECKS = 5
 
 
 def _order_or_404(token: str):
@@ -26,7 +28,12 @@ def payment_return(token: str):
     # The browser's return from Alipay proves nothing by itself; only a notification or a
     # signed query answer marks the order paid. Ask now so a late notification is no wait.
     order = confirm_by_query(_order_or_404(token))
-    return render_template("orders/return.html", order=order)
+    # Refresh a few times while Alipay confirms; after that the buyer most likely left
+    # the pay page without paying, so offer to pay again instead of spinning forever.
+    checks = min(request.args.get("checks", 0, type=int), RETURN_PAGE_CHECKS)
+    return render_template(
+        "orders/return.html", order=order, checks=checks, max_checks=RETURN_PAGE_CHECKS
+    )
 
 
 @bp.route("/orders/<token>/pay", methods=["POST"])

@@ -42,14 +42,18 @@ def order_subject(order: Order) -> str:
 
 def payment_url(order: Order) -> str:
     """Where to send the buyer to pay this pending order (signed by the merchant key)."""
-    return _provider_module().get_provider().pay_url(
-        order_no=order.order_no,
-        total_fen=order.total_fen,
-        subject=order_subject(order),
-        channel="wap" if order.channel == "wap" else "pc",
-        return_url=_absolute(url_for("orders.payment_return", token=order.token)),
-        notify_url=_absolute(NOTIFY_PATH),
-        expires_at=order.expires_at,
+    return (
+        _provider_module()
+        .get_provider()
+        .pay_url(
+            order_no=order.order_no,
+            total_fen=order.total_fen,
+            subject=order_subject(order),
+            channel="wap" if order.channel == "wap" else "pc",
+            return_url=_absolute(url_for("orders.payment_return", token=order.token)),
+            notify_url=_absolute(NOTIFY_PATH),
+            expires_at=order.expires_at,
+        )
     )
 
 
