@@ -44,7 +44,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
     _register_errors(app)
     _register_template_helpers(app)
 
+    from shop.benefits.services import register as register_ledger_hooks
     from shop.cli import register_cli
+
+    # Sales and refunds post to the ledger inside the transaction that changes the order.
+    register_ledger_hooks(app)
 
     register_cli(app)
     logging.getLogger("shop").setLevel(logging.INFO)
@@ -97,6 +101,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    import shop.admin.ledger_routes  # noqa: F401  (adds the money pages to the admin blueprint)
     from shop.admin.routes import bp as admin_bp
     from shop.api.routes import bp as api_bp
     from shop.auth.routes import bp as auth_bp

@@ -269,7 +269,40 @@ def seed_demo(only_if_empty: bool = False) -> SeedReport:
 
     for product, colour, shape in new_products:
         attach_demo_photos(product, colour, shape)
+        attach_demo_rule(product)
+        report.add("benefit rules")
     return report
+
+
+def attach_demo_rule(product: Product) -> None:
+    """The programme's links: wine and produce come from the park, so their share is
+    split by transferred land; the rest is matched one unit to one household."""
+    from shop.benefits.services import set_product_rule
+
+    households = list(
+        db.session.scalars(
+            select(Household).where(Household.active.is_(True)).order_by(Household.code)
+        )
+    )
+    from_the_park = product.slug in {"raspberry-wine", "mulberry-wine", "fresh-raspberry"}
+    if from_the_park:
+        set_product_rule(
+            product.id,
+            [h for h in households if h.land_mu > 0],
+            "weighted",
+            "land",
+            share_fen_per_unit=product.beneficiary_fen_per_unit,
+            note="按流转土地亩数分配（树莓产业园）",
+        )
+    else:
+        set_product_rule(
+            product.id,
+            households,
+            "matched",
+            "equal",
+            share_fen_per_unit=product.beneficiary_fen_per_unit,
+            note="一对一结对：每单位给收入最少的农户",
+        )
 
 
 def attach_demo_photos(product: Product, colour, shape) -> None:

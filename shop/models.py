@@ -1,5 +1,8 @@
 """Imports every model module so the metadata is complete (Alembic, tests)."""
 
+from ledger.models import Account, Entry, LedgerHead, Transaction
+from ledger.payouts import Payout
+from ledger.rules import BenefitRule, RuleHousehold
 from shop.auth.models import User
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
@@ -9,19 +12,26 @@ from shop.payments.models import PaymentNotification
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 
 __all__ = [
+    "Account",
+    "BenefitRule",
     "CartItem",
     "Category",
     "Enterprise",
+    "Entry",
     "Household",
+    "LedgerHead",
     "Order",
     "OrderLine",
     "PaymentNotification",
+    "Payout",
     "Product",
     "ProductPhoto",
     "Refund",
+    "RuleHousehold",
     "SandboxRefund",
     "SandboxTrade",
     "SandboxTransfer",
+    "Transaction",
     "User",
     "Village",
 ]

@@ -28,3 +28,42 @@ class HouseholdForm(FlaskForm):
 
 class HouseholdImportForm(FlaskForm):
     file = FileField(_l("CSV 文件"), validators=[FileRequired(_l("请选择要导入的 CSV 文件。"))])
+
+
+class RuleForm(FlaskForm):
+    """A new version of a product's benefit rule (0 = the programme default)."""
+
+    product_id = SelectField(_l("商品"), coerce=int)
+    share_kind = SelectField(
+        _l("帮扶金额计算方式"),
+        choices=[("fixed", _l("每单位固定金额")), ("percent", _l("售价的百分比"))],
+    )
+    share_amount = StringField(
+        _l("每单位金额（元）或百分比"), validators=[DataRequired(), Length(max=12)]
+    )
+    split = SelectField(
+        _l("分配方式"),
+        choices=[
+            ("weighted", _l("按权重分给所有关联农户")),
+            ("matched", _l("一对一结对：每单位给目前收入最少的农户")),
+        ],
+    )
+    weight_basis = SelectField(
+        _l("权重依据"),
+        choices=[
+            ("equal", _l("每户相同")),
+            ("land", _l("流转土地亩数")),
+            ("members", _l("家庭人口")),
+        ],
+    )
+    households = SelectField(
+        _l("关联农户"),
+        choices=[
+            ("all", _l("全部在册农户")),
+            ("land", _l("流转土地的农户")),
+            ("employed", _l("入园务工的农户")),
+            ("dividend", _l("享受分红的农户")),
+            ("coop", _l("合作社社员")),
+        ],
+    )
+    note = StringField(_l("备注"), validators=[Optional(), Length(max=200)])

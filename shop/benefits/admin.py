@@ -1,0 +1,139 @@
+"""Read models and input handling for the admin's rule and payout pages."""
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from ledger import payouts as ledger_payouts
+from ledger import rules
+from shop.benefits.services import set_product_rule
+from shop.catalog.models import Product
+from shop.extensions import db
+from shop.households.models import Household
+
+HOUSEHOLD_GROUPS = {
+    "all": lambda: True,
+    "land": lambda: Household.land_mu > 0,
+    "employed": lambda: Household.employed.is_(True),
+    "dividend": lambda: Household.dividend.is_(True),
+    "coop": lambda: Household.coop_member.is_(True),
+}
+
+
+class RuleInputError(ValueError):
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class RuleRow:
+    product: Product | None
+    rule: rules.BenefitRule | None
+
+
+def rule_overview() -> list[RuleRow]:
+    products = db.session.scalars(
+        select(Product).where(Product.status != "archived").order_by(Product.id)
+    )
+    rows = [RuleRow(None, rules.latest_rule(db.session, None))]
+    rows += [RuleRow(p, rules.latest_rule(db.session, p.id)) for p in products]
+    return rows
+
+
+def product_choices(default_label: str) -> list[tuple[int, str]]:
+    products = db.session.scalars(
+        select(Product).where(Product.status != "archived").order_by(Product.id)
+    )
+    return [(0, default_label)] + [(p.id, p.name) for p in products]
+
+
+def _parse_share(share_kind: str, text: str) -> tuple[int | None, int | None]:
+    raw = (text or "").strip().replace("%", "").replace("¥", "")
+    if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", raw):
+        raise RuleInputError(_("请输入数字，最多两位小数。"), "share_amount")
+    value = Decimal(raw)
+    if share_kind == "fixed":
+        return int(value * 100), None
+    if value > 100:
+        raise RuleInputError(_("百分比不能超过 100。"), "share_amount")
+    return None, int(value * 100)  # basis points
+
+
+def new_rule_version(
+    product_id: int | None,
+    share_kind: str,
+    share_amount: str,
+    split: str,
+    weight_basis: str,
+    household_group: str,
+    note: str,
+) -> rules.BenefitRule:
+    """Validate the admin's input and add the next rule version (commits)."""
+    fen, basis_points = _parse_share(share_kind, share_amount)
+    if product_id is not None:
+        product = db.session.get(Product, product_id)
+        if product is None:
+            raise RuleInputError(_("商品不存在。"), "product_id")
+        if fen is not None and fen > product.price_fen:
+            raise RuleInputError(_("每单位帮扶金额不能超过售价。"), "share_amount")
+    condition = HOUSEHOLD_GROUPS.get(household_group)
+    if condition is None:
+        raise RuleInputError(_("请选择关联农户。"), "households")
+    households = list(
+        db.session.scalars(
+            select(Household)
+            .where(Household.active.is_(True), condition())
+            .order_by(Household.code)
+        )
+    )
+    if weight_basis == "land" and split == "weighted":
+        households = [h for h in households if h.land_mu > 0]
+    if not households:
+        raise RuleInputError(_("所选范围内没有在册农户。"), "households")
+    try:
+        return set_product_rule(
+            product_id,
+            households,
+            split,
+            weight_basis,
+            share_fen_per_unit=fen,
+            share_basis_points=basis_points,
+            note=note,
+        )
+    except rules.RuleError as error:
+        raise RuleInputError(str(error), "share_amount") from None
+
+
+@dataclass
+class PayoutOverview:
+    recent: list[ledger_payouts.Payout]
+    names: dict[str, str]
+    in_flight_fen: int
+    paid_fen: int
+    failed_count: int
+
+
+def payout_overview(limit: int = 100) -> PayoutOverview:
+    Payout = ledger_payouts.Payout
+    recent = list(db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(limit)))
+    codes = {p.household_code for p in recent}
+    names = dict(
+        db.session.execute(
+            select(Household.code, Household.name_masked).where(Household.code.in_(codes))
+        ).all()
+    )
+
+    def total(status: str) -> int:
+        return db.session.scalar(
+            select(func.coalesce(func.sum(Payout.amount_fen), 0)).where(Payout.status == status)
+        )
+
+    failed = db.session.scalar(
+        select(func.count()).select_from(Payout).where(Payout.status == "failed")
+    )
+    return PayoutOverview(recent, names, total("in_flight"), total("paid"), failed)

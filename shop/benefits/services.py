@@ -1,0 +1,167 @@
+"""The shop's bridge to the ledger for sales: benefit rules, sale postings, refunds.
+
+The ledger works with plain values (product ids, household codes, fen); this module
+turns orders, products and households into those values. The posting functions run
+as hooks inside the transaction that marks an order paid or a refund succeeded, so
+the order and its ledger transaction commit together or not at all.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from flask import current_app
+from sqlalchemy import select
+
+from ledger import rules, sales
+from ledger.models import Transaction
+from ledger.posting import find
+from shop.catalog.models import Product
+from shop.extensions import db
+from shop.households.models import Household
+from shop.orders.models import Order, Refund
+
+PROGRAMME_COLLECTIVE = "collective:programme"
+
+
+def sale_key(order: Order) -> str:
+    return f"sale:{order.trade_no}"
+
+
+def refund_key(refund: Refund) -> str:
+    return f"refund:{refund.out_request_no}"
+
+
+def remainder_account(product_id: int) -> str:
+    """The enterprise that makes the product keeps what households do not get."""
+    enterprise_id = db.session.scalar(select(Product.enterprise_id).where(Product.id == product_id))
+    return f"enterprise:{enterprise_id}" if enterprise_id else PROGRAMME_COLLECTIVE
+
+
+def post_order_sale(order: Order) -> sales.SaleResult:
+    """Paid hook: post the order's sale to the ledger (same transaction, no commit)."""
+    lines = [
+        sales.SaleLine(
+            product_id=line.product_id,
+            unit_price_fen=line.unit_price_fen,
+            quantity=line.quantity,
+            remainder_account=remainder_account(line.product_id),
+        )
+        for line in order.lines
+    ]
+    return sales.post_sale(
+        db.session,
+        sale_key(order),
+        lines,
+        paid_at=order.paid_at,
+        fee_basis_points=current_app.config["ALIPAY_FEE_BASIS_POINTS"],
+        memo=f"订单 {order.order_no}",
+    )
+
+
+def post_refund_reversal(refund: Refund) -> None:
+    """Refund hook: reverse the refunded part of the sale (same transaction, no commit)."""
+    order = refund.order
+    sales.post_refund(
+        db.session,
+        refund_key(refund),
+        sale_key(order),
+        refund.amount_fen,
+        memo=f"订单 {order.order_no} 退款 {refund.out_request_no}",
+    )
+
+
+def register(app) -> None:
+    from shop.orders.refunds import register_refund_hook
+    from shop.orders.services import register_paid_hook
+
+    register_paid_hook(app, post_order_sale)
+    register_refund_hook(app, post_refund_reversal)
+
+
+@dataclass(frozen=True)
+class OrderLedgerView:
+    """What a buyer and the public may see of an order's posting: masked names only."""
+
+    transaction_id: int
+    hash: str
+    allocations: list[dict]  # {"household": masked name, "code": …, "amount_fen": …}
+    refunded_back_fen: int
+
+
+def order_ledger_view(order: Order) -> OrderLedgerView | None:
+    if not order.trade_no:
+        return None
+    sale = find(db.session, sale_key(order))
+    if sale is None:
+        return None
+    parts = sales.sale_allocations(db.session, sale)
+    names = dict(
+        db.session.execute(
+            select(Household.code, Household.name_masked).where(Household.code.in_(list(parts)))
+        ).all()
+    )
+    reversed_fen = 0
+    for reversal in db.session.scalars(
+        select(Transaction).where(Transaction.reverses_id == sale.id)
+    ):
+        reversed_fen += sum(
+            e.amount_fen
+            for e in reversal.entries
+            if e.account.code.startswith(sales.HOUSEHOLD_PREFIX)
+        )
+    allocations = [
+        {"household": names.get(code, code), "code": code, "amount_fen": fen}
+        for code, fen in sorted(parts.items())
+    ]
+    return OrderLedgerView(sale.id, sale.hash, allocations, reversed_fen)
+
+
+WEIGHT_BASES = {
+    "land": lambda h: int((h.land_mu or Decimal(0)) * 100),  # 0.01 mu
+    "members": lambda h: h.members,
+    "equal": lambda h: 1,
+}
+
+
+def household_weights(households: list[Household], weight_basis: str) -> dict[str, int]:
+    """Integer weights for a rule; households with no weight on the basis are left out."""
+    measure = WEIGHT_BASES[weight_basis]
+    return {h.code: measure(h) for h in households if measure(h) > 0}
+
+
+def set_product_rule(
+    product_id: int | None,
+    households: list[Household],
+    split: str,
+    weight_basis: str = "equal",
+    share_fen_per_unit: int | None = None,
+    share_basis_points: int | None = None,
+    note: str = "",
+) -> rules.BenefitRule:
+    """Add the next rule version for a product (None: the programme default); commit.
+
+    Exactly one of ``share_fen_per_unit`` / ``share_basis_points`` is given. A fixed
+    share also becomes the product's displayed "每瓶 ¥20 直达农户" amount.
+    Raises :class:`ledger.rules.RuleError`.
+    """
+    weights = household_weights(households, "equal" if split == "matched" else weight_basis)
+    try:
+        rule = rules.create_rule(
+            db.session,
+            product_id,
+            "fixed" if share_fen_per_unit is not None else "percent",
+            split,
+            weights,
+            share_fen_per_unit=share_fen_per_unit or 0,
+            share_basis_points=share_basis_points or 0,
+            weight_basis=weight_basis,
+            note=note,
+        )
+        if product_id is not None and share_fen_per_unit is not None:
+            product = db.session.get(Product, product_id)
+            product.beneficiary_fen_per_unit = min(share_fen_per_unit, product.price_fen)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return rule

@@ -1,0 +1,118 @@
+"""Paying households what they are owed, to their bank cards, through Alipay.
+
+Each payout is started in the ledger and committed *before* Alipay is asked to
+transfer (see :mod:`ledger.payouts`), and the transfer carries the payout's
+``out_biz_no``, which Alipay treats as idempotent. So a run that stops at any point
+and is started again never pays twice and never loses a payout: it first asks Alipay
+again about every payout still in flight, then starts new ones.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from ledger import payouts as ledger_payouts
+from shop.db import utcnow
+from shop.extensions import db
+from shop.formatting import SHANGHAI
+from shop.households.models import Household
+
+log = logging.getLogger("shop.payouts")
+
+
+@dataclass
+class PayoutRunReport:
+    started: int = 0
+    paid: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: list[str] = field(default_factory=list)  # household codes without a card
+
+    def summary(self) -> str:
+        return (
+            f"payouts: {self.started} started, {self.paid} paid, {self.failed} failed, "
+            f"{self.pending} still in flight, {len(self.skipped)} skipped (no bank card)"
+        )
+
+
+def _new_out_biz_no(household_code: str) -> str:
+    count = db.session.scalar(
+        select(func.count())
+        .select_from(ledger_payouts.Payout)
+        .where(ledger_payouts.Payout.household_code == household_code)
+    )
+    day = utcnow().astimezone(SHANGHAI).strftime("%Y%m%d")
+    return f"PO{day}{household_code.replace('-', '')}{count + 1:03d}"
+
+
+def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
+    from shop.payments.provider import ProviderError, get_provider
+
+    payout = db.session.scalar(
+        select(ledger_payouts.Payout).where(ledger_payouts.Payout.out_biz_no == out_biz_no)
+    )
+    household = db.session.scalar(select(Household).where(Household.code == payout.household_code))
+    payout.attempts += 1
+    db.session.commit()
+    try:
+        result = get_provider().transfer(
+            out_biz_no=out_biz_no,
+            amount_fen=payout.amount_fen,
+            card_number=household.bank_card or "",
+            payee_name=household.head_name,
+            remark="连心集市消费帮扶收益",
+        )
+    except ProviderError as error:
+        if getattr(error, "retryable", False):
+            log.warning("payout %s not confirmed, will ask again: %s", out_biz_no, error)
+            report.pending += 1
+            return
+        status, order_id, failure = "FAIL", "", str(error)
+    else:
+        status, order_id, failure = result.status, result.order_id or "", result.fail_reason or ""
+    if status not in ("SUCCESS", "FAIL"):
+        report.pending += 1
+        return
+    try:
+        settled = ledger_payouts.settle_payout(
+            db.session, out_biz_no, status == "SUCCESS", order_id, failure
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    if settled == "paid":
+        report.paid += 1
+    else:
+        report.failed += 1
+        log.warning("payout %s failed: %s", out_biz_no, failure)
+
+
+def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
+    """Finish payouts in flight, then pay every household owed at least the threshold."""
+    threshold = threshold_fen or current_app.config["PAYOUT_THRESHOLD_FEN"]
+    report = PayoutRunReport()
+    for payout in ledger_payouts.in_flight(db.session):
+        _transfer_and_settle(payout.out_biz_no, report)
+    for code, owed in ledger_payouts.households_due(db.session, threshold):
+        household = db.session.scalar(select(Household).where(Household.code == code))
+        if household is None or not household.active or not household.bank_card:
+            report.skipped.append(code)
+            continue
+        out_biz_no = _new_out_biz_no(code)
+        try:
+            ledger_payouts.start_payout(
+                db.session, out_biz_no, code, owed, card_last4=household.card_last4
+            )
+            db.session.commit()
+        except ledger_payouts.PayoutBusy:
+            db.session.rollback()
+            continue
+        except Exception:
+            db.session.rollback()
+            raise
+        report.started += 1
+        _transfer_and_settle(out_biz_no, report)
+    return report
