@@ -1,4 +1,4 @@
-"""Command-line interface: ``flask --app wsgi users create`` and ``demo seed``."""
+"""Command-line interface: ``flask --app wsgi users|demo|payments|ledger|payouts …``."""
 
 import click
 from flask import Flask
@@ -9,6 +9,8 @@ from shop.auth.services import AccountError, create_user
 users_cli = AppGroup("users", help="Manage staff and admin accounts.")
 demo_cli = AppGroup("demo", help="The demo programme (双井村).")
 payments_cli = AppGroup("payments", help="Payments: reconcile with Alipay.")
+ledger_cli = AppGroup("ledger", help="The ledger: verify the hash chain and balances.")
+payouts_cli = AppGroup("payouts", help="Pay households what they are owed.")
 
 
 @users_cli.command("create")
@@ -56,7 +58,33 @@ def payments_reconcile(older_than: int) -> None:
     click.echo("refunds retried: " + (", ".join(f"{k} {v}" for k, v in refunds.items()) or "none"))
 
 
+@ledger_cli.command("verify")
+def ledger_verify() -> None:
+    """Recompute every hash, zero sum and balance; exit 1 naming any mismatch."""
+    from ledger.audit import verify_database
+    from shop.extensions import db
+
+    result = verify_database(db.session)
+    if result.ok:
+        click.echo(f"OK {result.count} transactions, head {result.head_hash}")
+        return
+    for problem in result.problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    raise SystemExit(1)
+
+
+@payouts_cli.command("run")
+@click.option("--threshold-fen", type=int, default=None, help="Pay households owed at least this.")
+def payouts_run(threshold_fen: int | None) -> None:
+    """Finish payouts in flight, then pay every household owed at least the threshold."""
+    from shop.payouts.services import run_payouts
+
+    report = run_payouts(threshold_fen)
+    click.echo(report.summary())
+    if report.failed:
+        raise SystemExit(1)
+
+
 def register_cli(app: Flask) -> None:
-    app.cli.add_command(users_cli)
-    app.cli.add_command(demo_cli)
-    app.cli.add_command(payments_cli)
+    for group in (users_cli, demo_cli, payments_cli, ledger_cli, payouts_cli):
+        app.cli.add_command(group)

@@ -105,6 +105,44 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/ledger/head": {
+                "get": {
+                    "summary": "The hash chain's head: number of transactions and last hash",
+                    "responses": {
+                        "200": {
+                            "description": "the head",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["count", "hash"],
+                                        "properties": {
+                                            "count": {"type": "integer"},
+                                            "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                        },
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/ledger/export.jsonl": {
+                "get": {
+                    "summary": "Every ledger transaction, one JSON object a line, in posting "
+                    "order; verify with `python -m ledger.verify`",
+                    "responses": {
+                        "200": {
+                            "description": "JSON lines",
+                            "content": {
+                                "application/x-ndjson": {
+                                    "schema": {"$ref": "#/components/schemas/LedgerTransaction"}
+                                }
+                            },
+                        }
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -196,6 +234,37 @@ def openapi_document() -> dict:
                         "expires_at": {"type": "string", "format": "date-time"},
                     },
                 },
+                "LedgerTransaction": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "key",
+                        "kind",
+                        "created_at",
+                        "memo",
+                        "reverses",
+                        "entries",
+                        "prev_hash",
+                        "hash",
+                    ],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "key": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "created_at": {"type": "string"},
+                        "memo": {"type": "string"},
+                        "reverses": {"type": ["integer", "null"]},
+                        "entries": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"account": {"type": "string"}, "amount_fen": FEN},
+                            },
+                        },
+                        "prev_hash": {"type": "string"},
+                        "hash": {"type": "string"},
+                    },
+                },
                 "Order": {
                     "type": "object",
                     "required": [
@@ -227,7 +296,11 @@ def openapi_document() -> dict:
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "properties": {"household": {"type": "string"}, "amount_fen": FEN},
+                                "properties": {
+                                    "household": {"type": "string", "description": "masked"},
+                                    "code": {"type": "string"},
+                                    "amount_fen": FEN,
+                                },
                             },
                         },
                         "ledger": {

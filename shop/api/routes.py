@@ -1,8 +1,9 @@
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
+from ledger import export as ledger_export
 from shop.api import services
 from shop.api.openapi import openapi_document
-from shop.extensions import csrf, limiter
+from shop.extensions import csrf, db, limiter
 from shop.orders.services import OrderError, order_by_token, place_order
 from shop.payments.services import payment_url
 
@@ -57,6 +58,22 @@ def get_order(token: str):
     if order is None:
         return error(404, "not_found", "order not found")
     return jsonify(services.order_json(order))
+
+
+@bp.route("/ledger/head")
+def ledger_head():
+    count, head_hash = ledger_export.head(db.session)
+    return jsonify({"count": count, "hash": head_hash})
+
+
+@bp.route("/ledger/export.jsonl")
+def ledger_export_jsonl():
+    # Streamed in batches: the chain can be long, memory stays flat.
+    lines = stream_with_context(ledger_export.iter_export_lines(db.session))
+    response = Response(lines, mimetype="application/x-ndjson")
+    response.headers["Content-Type"] = "application/x-ndjson; charset=utf-8"
+    response.headers["Content-Disposition"] = 'inline; filename="lianxin-ledger.jsonl"'
+    return response
 
 
 @bp.route("/openapi.json")

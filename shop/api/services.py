@@ -87,7 +87,14 @@ def parse_order_request(body) -> tuple[list[RequestedLine], BuyerDetails, str]:
 
 
 def order_json(order: Order) -> dict:
-    """The public view of an order: no phone, no address, no full name."""
+    """The public view of an order: no phone, no address, no full name.
+
+    ``allocations`` are the households the sale's posting credited (masked names and
+    codes, fen); ``ledger`` names that transaction in the public hash chain.
+    """
+    from shop.benefits.services import order_ledger_view
+
+    view = order_ledger_view(order)
     return {
         "order_no": order.order_no,
         "status": order.status,
@@ -106,6 +113,6 @@ def order_json(order: Order) -> dict:
             }
             for line in order.lines
         ],
-        "allocations": [],
-        "ledger": None,
+        "allocations": view.allocations if view else [],
+        "ledger": {"transaction_id": view.transaction_id, "hash": view.hash} if view else None,
     }

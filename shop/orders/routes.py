@@ -1,6 +1,7 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from shop.benefits.services import order_ledger_view
 from shop.extensions import limiter
 from shop.orders.forms import OrderLookupForm
 from shop.orders.services import order_by_number_and_phone, order_by_token
@@ -20,7 +21,8 @@ def _order_or_404(token: str):
 
 @bp.route("/orders/<token>")
 def show(token: str):
-    return render_template("orders/order.html", order=_order_or_404(token))
+    order = _order_or_404(token)
+    return render_template("orders/order.html", order=order, ledger=order_ledger_view(order))
 
 
 @bp.route("/orders/<token>/return")

@@ -20,14 +20,9 @@ from shop.extensions import db
 from shop.payments import keys
 from shop.payments.models import PaymentNotification
 from shop.payments.sandbox.models import SandboxTrade
+from tests.alipay_helpers import fresh, open_cashier, pay_in_sandbox, pay_url_for
 from tests.builders import make_order, make_product
-from tests.integration.test_alipay_provider import (
-    fresh,
-    open_cashier,
-    pay_in_sandbox,
-    pay_url_for,
-    signed_notification,
-)
+from tests.integration.test_alipay_provider import signed_notification
 from tests.live_server import client_transport, live_server
 
 

@@ -6,7 +6,6 @@ answers are RSA2-signed by the sandbox and verified by the SDK.
 
 import base64
 import json
-import re
 import socket
 import uuid
 from datetime import timedelta
@@ -19,7 +18,7 @@ from sqlalchemy import func, select
 
 from shop.db import utcnow
 from shop.extensions import db
-from shop.orders.models import Order, Refund
+from shop.orders.models import Refund
 from shop.orders.refunds import request_refund, retry_pending_refunds
 from shop.payments import keys
 from shop.payments.provider import (
@@ -31,32 +30,12 @@ from shop.payments.provider import (
     yuan_to_fen,
 )
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
-from shop.payments.services import confirm_by_query, payment_url, reconcile
+from shop.payments.services import confirm_by_query, reconcile
+from tests.alipay_helpers import fresh, open_cashier, pay_in_sandbox, pay_url_for
 from tests.builders import make_order, make_product
 from tests.live_server import live_server
 
 # --- helpers (also used by tests/functional/test_sandbox_gateway.py) ---------------------
-
-
-def pay_url_for(app, order) -> str:
-    with app.test_request_context():
-        return payment_url(order)
-
-
-def open_cashier(client, url: str) -> tuple[str, str]:
-    """GET a pay URL from the sandbox; return (pay form action, ticket)."""
-    response = client.get(url)
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200, html
-    action = re.search(r'action="([^"]*/pay)"', html).group(1)
-    ticket = re.search(r'name="ticket" value="([^"]+)"', html).group(1)
-    return action, ticket
-
-
-def pay_in_sandbox(app, client, order):
-    """Open the order's pay URL and press Pay; return the Pay response (a redirect)."""
-    action, ticket = open_cashier(client, pay_url_for(app, order))
-    return client.post(action, data={"ticket": ticket})
 
 
 def signed_notification(app, sign=sign_with_rsa2, sign_type="RSA2", **overrides) -> dict:
@@ -87,11 +66,6 @@ def signed_notification(app, sign=sign_with_rsa2, sign_type="RSA2", **overrides)
     params["sign"] = sign(private, get_sign_content(params), "utf-8")
     params["sign_type"] = sign_type
     return params
-
-
-def fresh(order) -> Order:
-    db.session.expire_all()
-    return db.session.get(Order, order.id)
 
 
 @pytest.fixture
