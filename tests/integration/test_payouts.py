@@ -1,0 +1,184 @@
+"""Paying households to their bank cards: once, whatever stops the run half-way.
+
+The sandbox gateway plays Alipay's fund transfer over real HTTP (live server), so the
+SDK signs each request and the sandbox keeps one transfer per ``out_biz_no``.
+"""
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from ledger import payouts as ledger_payouts
+from ledger.audit import verify_database
+from ledger.models import Account
+from shop.benefits.services import set_product_rule
+from shop.extensions import db
+from shop.orders.services import apply_payment
+from shop.payments import provider as provider_module
+from shop.payments.sandbox.models import SandboxTransfer
+from shop.payouts.services import run_payouts
+from tests.builders import make_household, make_order, make_product, make_village
+from tests.live_server import live_server
+
+
+class Crash(BaseException):
+    """Stands for the process dying: no ``except Exception`` handler sees it."""
+
+
+@pytest.fixture
+def live(app):
+    with live_server(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def owed(app):
+    """Two households owed ¥30 and ¥10 from one paid order."""
+    village = make_village(code="SJ")
+    zhang = make_household(village, head_name="张三明", code="SJ-001", land_mu=3)
+    li = make_household(village, head_name="李四", code="SJ-002", land_mu=1)
+    wine = make_product(price_fen=15800)
+    set_product_rule(wine.id, [zhang, li], "weighted", "land", share_fen_per_unit=2000)
+    order = make_order([(wine, 2)])
+    apply_payment(order.order_no, "TPAYOUT1", "TRADE_SUCCESS", order.total_fen)
+    return {"SJ-001": zhang, "SJ-002": li}
+
+
+def balance(code):
+    db.session.expire_all()
+    return db.session.scalar(select(Account.balance_fen).where(Account.code == code)) or 0
+
+
+def transfers():
+    db.session.expire_all()
+    return list(db.session.scalars(select(SandboxTransfer).order_by(SandboxTransfer.id)))
+
+
+def payouts_by_status():
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(ledger_payouts.Payout.status, func.count()).group_by(ledger_payouts.Payout.status)
+    )
+    return dict(rows.all())
+
+
+def assert_ledger_ok():
+    result = verify_database(db.session)
+    assert result.ok, result.problems
+
+
+def test_run_pays_every_household_over_the_threshold(app, live, owed):
+    report = run_payouts(threshold_fen=500)
+    assert (report.started, report.paid, report.failed) == (2, 2, 0)
+    assert balance("household:SJ-001") == 0 and balance("household:SJ-002") == 0
+    assert balance(ledger_payouts.PAID_OUT) == -4000
+    assert balance(ledger_payouts.IN_FLIGHT) == 0
+    assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
+    assert all(t.status == "SUCCESS" for t in transfers())
+    # A second run has nothing to do.
+    again = run_payouts(threshold_fen=500)
+    assert again.started == 0 and len(transfers()) == 2
+    assert_ledger_ok()
+
+
+def test_threshold_leaves_small_balances_for_later(app, live, owed):
+    report = run_payouts(threshold_fen=2000)
+    assert report.started == 1
+    assert balance("household:SJ-001") == 0 and balance("household:SJ-002") == -1000
+
+
+def test_a_failing_card_gives_the_money_back_to_the_household(app, live, owed):
+    zhang = owed["SJ-001"]
+    zhang.set_bank_card("6217000000000000")  # the sandbox refuses cards ending 0000
+    db.session.commit()
+    report = run_payouts(threshold_fen=500)
+    assert (report.paid, report.failed) == (1, 1)
+    assert balance("household:SJ-001") == -3000  # owed again, nothing lost
+    assert payouts_by_status() == {"paid": 1, "failed": 1}
+    failed = db.session.scalar(
+        select(ledger_payouts.Payout).where(ledger_payouts.Payout.status == "failed")
+    )
+    assert "异常" in failed.failure
+    assert_ledger_ok()
+
+
+def test_crash_before_the_transfer_is_asked_for(app, live, owed, monkeypatch):
+    real = provider_module.AlipayProvider.transfer
+    calls = {"n": 0}
+
+    def dies_first_time(self, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Crash()
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(provider_module.AlipayProvider, "transfer", dies_first_time)
+    with pytest.raises(Crash):
+        run_payouts(threshold_fen=500)
+    db.session.rollback()  # what a new process would see: only committed work
+    assert payouts_by_status() == {"in_flight": 1}
+    assert transfers() == []
+    assert balance(ledger_payouts.IN_FLIGHT) == -3000  # tracked, not lost
+
+    report = run_payouts(threshold_fen=500)
+    assert report.paid == 2
+    assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
+    assert balance("household:SJ-001") == 0 and balance(ledger_payouts.IN_FLIGHT) == 0
+    assert_ledger_ok()
+
+
+def test_crash_after_alipay_paid_but_before_the_ledger_knew(app, live, owed, monkeypatch):
+    real = ledger_payouts.settle_payout
+    calls = {"n": 0}
+
+    def dies_first_time(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Crash()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_payouts, "settle_payout", dies_first_time)
+    with pytest.raises(Crash):
+        run_payouts(threshold_fen=500)
+    db.session.rollback()
+    assert len(transfers()) == 1  # the bank has paid...
+    assert payouts_by_status() == {"in_flight": 1}  # ...the ledger does not know yet
+
+    report = run_payouts(threshold_fen=500)
+    assert report.paid == 2
+    # Asking again with the same out_biz_no did not pay twice.
+    assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
+    assert balance(ledger_payouts.PAID_OUT) == -4000
+    assert_ledger_ok()
+
+
+def test_gateway_down_keeps_the_payout_in_flight(app, owed):
+    app.config["ALIPAY_GATEWAY_URL"] = "http://127.0.0.1:9/gateway.do"
+    report = run_payouts(threshold_fen=500)
+    assert (report.started, report.pending, report.paid) == (2, 2, 0)
+    assert payouts_by_status() == {"in_flight": 2}
+    assert balance(ledger_payouts.IN_FLIGHT) == -4000
+    app.config["ALIPAY_GATEWAY_URL"] = None  # Alipay is back (the live sandbox)
+    with live_server(app):
+        report = run_payouts(threshold_fen=500)
+    assert (report.started, report.paid) == (0, 2)
+    assert_ledger_ok()
+
+
+def test_household_without_a_card_is_skipped(app, live, owed):
+    li = owed["SJ-002"]
+    li.set_bank_card(None)
+    db.session.commit()
+    report = run_payouts(threshold_fen=500)
+    assert report.skipped == ["SJ-002"] and report.paid == 1
+    assert balance("household:SJ-002") == -1000
+
+
+def test_cli_and_admin_page(app, live, owed, admin_client):
+    result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "1 started, 1 paid" in result.output
+    page = admin_client.post("/admin/payouts/run", follow_redirects=True).get_data(as_text=True)
+    assert "打款完成" in page
+    listing = admin_client.get("/admin/payouts").get_data(as_text=True)
+    assert "**** 5678" in listing and "张*明" in listing and "张三明" not in listing
