@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ledger.allocation import split_by_weight
+from ledger.base import Base
 from ledger.models import Account, Entry, Transaction
 from ledger.posting import LedgerError, Posted, _lock_head, ensure_account, find, post
 from ledger.rules import LineAllocation, allocate_line, rule_in_force
@@ -34,6 +35,25 @@ from ledger.rules import LineAllocation, allocate_line, rule_in_force
 CLEARING = "alipay:clearing"
 FEES = "fees:alipay"
 HOUSEHOLD_PREFIX = "household:"
+
+
+class SaleLineRecord(Base):
+    """How one line of a posted sale was allocated: which rule, how much to households.
+
+    Written with the sale and never changed (append-only, like the transaction), so
+    totals by product and by rule come from the ledger itself.
+    """
+
+    __tablename__ = "ledger_sale_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transaction.id"), index=True)
+    product_id: Mapped[int] = mapped_column(index=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_benefit_rule.id"), index=True)
+    quantity: Mapped[int]
+    line_total_fen: Mapped[int]
+    share_fen: Mapped[int]
+    remainder_account: Mapped[str] = mapped_column(String(64))
 
 
 def household_account(code: str) -> str:
@@ -166,7 +186,51 @@ def post_sale(
         key=lambda item: (not item[0].startswith(HOUSEHOLD_PREFIX), item[0] != FEES, item[0]),
     )
     posted = post(session, key, "sale", [(CLEARING, total), *ordered], memo=memo, now=paid_at)
+    for line, allocation in zip(lines, allocations, strict=True):
+        session.add(
+            SaleLineRecord(
+                transaction_id=posted.id,
+                product_id=line.product_id,
+                rule_id=allocation.rule_id,
+                quantity=line.quantity,
+                line_total_fen=line.unit_price_fen * line.quantity,
+                share_fen=allocation.share_fen,
+                remainder_account=line.remainder_account,
+            )
+        )
+    session.flush()
     return SaleResult(posted, allocations)
+
+
+def totals_by_product(session: Session) -> list[tuple[int, int, int, int]]:
+    """(product id, units, sales fen, households' share fen) over all posted sales,
+    before refunds (refunds are separate reversing transactions)."""
+    rows = session.execute(
+        select(
+            SaleLineRecord.product_id,
+            func.sum(SaleLineRecord.quantity),
+            func.sum(SaleLineRecord.line_total_fen),
+            func.sum(SaleLineRecord.share_fen),
+        )
+        .group_by(SaleLineRecord.product_id)
+        .order_by(SaleLineRecord.product_id)
+    )
+    return [(p, int(u), int(t), int(s)) for p, u, t, s in rows]
+
+
+def totals_by_rule(session: Session) -> list[tuple[int | None, int, int, int]]:
+    """(rule id or None, units, sales fen, households' share fen) over posted sales."""
+    rows = session.execute(
+        select(
+            SaleLineRecord.rule_id,
+            func.sum(SaleLineRecord.quantity),
+            func.sum(SaleLineRecord.line_total_fen),
+            func.sum(SaleLineRecord.share_fen),
+        )
+        .group_by(SaleLineRecord.rule_id)
+        .order_by(SaleLineRecord.rule_id)
+    )
+    return [(r, int(u), int(t), int(s)) for r, u, t, s in rows]
 
 
 def post_refund(

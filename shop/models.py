@@ -3,6 +3,7 @@
 from ledger.models import Account, Entry, LedgerHead, Transaction
 from ledger.payouts import Payout
 from ledger.rules import BenefitRule, RuleHousehold
+from ledger.sales import SaleLineRecord
 from shop.auth.models import User
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
@@ -28,6 +29,7 @@ __all__ = [
     "ProductPhoto",
     "Refund",
     "RuleHousehold",
+    "SaleLineRecord",
     "SandboxRefund",
     "SandboxTrade",
     "SandboxTransfer",
