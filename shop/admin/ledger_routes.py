@@ -80,3 +80,18 @@ def run_payouts_now():
         "success" if not report.failed else "error",
     )
     return redirect(url_for("admin.payouts"))
+
+
+@bp.route("/ledger")
+@role_required("admin")
+def ledger_overview():
+    return render_template("admin/ledger.html", **benefits_admin.ledger_overview())
+
+
+@bp.route("/households/<int:household_id>/statement")
+@role_required("admin")
+def household_statement(household_id: int):
+    view = benefits_admin.household_statement(household_id)
+    if view is None:
+        abort(404)
+    return render_template("admin/household_statement.html", **view)

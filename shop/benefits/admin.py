@@ -137,3 +137,53 @@ def payout_overview(limit: int = 100) -> PayoutOverview:
         select(func.count()).select_from(Payout).where(Payout.status == "failed")
     )
     return PayoutOverview(recent, names, total("in_flight"), total("paid"), failed)
+
+
+def ledger_overview() -> dict:
+    """Trial balance, chain head and totals by product and by rule, for the admin."""
+    from ledger import sales, statements
+    from ledger.export import head
+
+    rows = statements.trial_balance(db.session)
+    products = {p.id: p.name for p in db.session.scalars(select(Product))}
+    rule_labels = {
+        r.id: (
+            products.get(r.product_id, _("默认规则")) if r.product_id else _("默认规则"),
+            r.version,
+        )
+        for r in db.session.scalars(select(rules.BenefitRule))
+    }
+    count, head_hash = head(db.session)
+    return {
+        "rows": rows,
+        "by_kind": statements.totals_by_kind(rows),
+        "total_fen": sum(r.balance_fen for r in rows),
+        "count": count,
+        "head_hash": head_hash,
+        "by_product": [
+            (products.get(pid, f"#{pid}"), units, sold, share)
+            for pid, units, sold, share in sales.totals_by_product(db.session)
+        ],
+        "by_rule": [
+            (rule_labels.get(rid, (_("无规则"), None)), units, sold, share)
+            for rid, units, sold, share in sales.totals_by_rule(db.session)
+        ],
+    }
+
+
+def household_statement(household_id: int) -> dict | None:
+    """The admin's full statement of one household's account (names decrypted)."""
+    from ledger import statements
+    from ledger.sales import household_account
+
+    household = db.session.get(Household, household_id)
+    if household is None:
+        return None
+    statement = statements.account_statement(db.session, household_account(household.code))
+    Payout = ledger_payouts.Payout
+    payouts = list(
+        db.session.scalars(
+            select(Payout).where(Payout.household_code == household.code).order_by(Payout.id)
+        )
+    )
+    return {"household": household, "statement": statement, "payouts": payouts}
