@@ -87,6 +87,10 @@ def _truncate_all(url: str) -> None:
         tables = [t.name for t in db.metadata.sorted_tables]
         quoted = ", ".join(f'"{name}"' for name in tables)
         conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+        # Rows the migrations seed, as a freshly migrated database has them.
+        conn.execute(
+            sa.text("INSERT INTO ledger_head (id, count, hash) VALUES (1, 0, :h)"), {"h": "0" * 64}
+        )
     engine.dispose()
 
 
