@@ -54,7 +54,12 @@ def iter_export(session: Session, batch: int = BATCH) -> Iterator[dict]:
         for tx in rows:
             yield transaction_dict(tx)
         last_id = rows[-1].id
-        session.expunge_all()
+        # Let go of what this batch loaded (memory stays flat) without touching anything
+        # else the caller's session holds.
+        for tx in rows:
+            for entry in tx.entries:
+                session.expunge(entry)
+            session.expunge(tx)
 
 
 def iter_export_lines(session: Session) -> Iterator[str]:

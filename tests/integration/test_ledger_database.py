@@ -166,3 +166,11 @@ def test_concurrent_payments_keep_the_chain_linear(app, wine):
     )
     assert sum(owed) == 2000 * sum(1 + n % 3 for n in range(40))
     assert owed[-1] - owed[0] <= 2000
+
+
+def test_verifying_leaves_the_callers_objects_alone(app, wine):
+    """Regression: the export's batch clean-up once detached everything in the session."""
+    pay(make_order([(wine, 1)]), "T-DETACH-1")
+    assert verify_database(db.session).ok
+    assert wine.price_fen == 15800  # still attached, still loadable
+    db.session.refresh(wine)
