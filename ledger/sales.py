@@ -35,6 +35,9 @@ from ledger.rules import LineAllocation, allocate_line, rule_in_force
 CLEARING = "alipay:clearing"
 FEES = "fees:alipay"
 HOUSEHOLD_PREFIX = "household:"
+# Online orders are "sale"; sales at the exhibition hall, events and live streams are
+# "offline_sale" (their money arrives in a cash/bank account instead of Alipay clearing).
+SALE_KINDS = ("sale", "offline_sale")
 
 
 class SaleLineRecord(Base):
@@ -97,7 +100,7 @@ def _received_from_sales(session: Session, codes: Sequence[str]) -> dict[str, in
         select(Account.code, func.coalesce(func.sum(-Entry.amount_fen), 0))
         .join(Entry, Entry.account_id == Account.id)
         .join(Transaction, Transaction.id == Entry.transaction_id)
-        .where(Account.code.in_(accounts), Transaction.kind == "sale")
+        .where(Account.code.in_(accounts), Transaction.kind.in_(SALE_KINDS))
         .group_by(Account.code)
     )
     received = dict.fromkeys(codes, 0)
@@ -122,13 +125,17 @@ def post_sale(
     paid_at: datetime,
     fee_basis_points: int = 0,
     memo: str = "",
+    kind: str = "sale",
+    debit_account: str = CLEARING,
 ) -> SaleResult:
     """Post a paid order (flush, no commit) and return the transaction and its split.
 
     Allocation is computed under the chain lock, so ``matched`` rules see every
     earlier sale even with concurrent payments. A repeated ``key`` returns the first
     posting (its allocations read back from the ledger) and writes nothing.
-    Raises :class:`LedgerError` for an empty order.
+    ``kind`` is ``sale`` (online: ``debit_account`` is Alipay clearing) or
+    ``offline_sale`` with ``debit_account`` the existing account that took the money
+    (e.g. ``cash:hall``). Raises :class:`LedgerError` for an empty order.
     """
     if not lines:
         raise LedgerError("a sale needs at least one line")
@@ -170,22 +177,25 @@ def post_sale(
         credits[FEES] += fee
         credits[lines[0].remainder_account] -= fee
 
-    ensure_account(session, CLEARING, "clearing", "支付宝待结算")
+    if kind not in SALE_KINDS:
+        raise LedgerError(f"a sale's kind is one of {SALE_KINDS}")
+    if debit_account == CLEARING:
+        ensure_account(session, CLEARING, "clearing", "支付宝待结算")
     ensure_account(session, FEES, "fees", "支付宝手续费")
     for code in credits:
         if code.startswith(HOUSEHOLD_PREFIX):
             ensure_account(session, code, "household", code[len(HOUSEHOLD_PREFIX) :])
         elif code != FEES:
-            kind = code.split(":", 1)[0]
+            prefix = code.split(":", 1)[0]
             ensure_account(
-                session, code, kind if kind in ("enterprise", "collective") else "enterprise"
+                session, code, prefix if prefix in ("enterprise", "collective") else "enterprise"
             )
     # Households first (by code), then fees, then the remainder accounts: a stable order.
     ordered = sorted(
         ((code, -fen) for code, fen in credits.items() if fen),
         key=lambda item: (not item[0].startswith(HOUSEHOLD_PREFIX), item[0] != FEES, item[0]),
     )
-    posted = post(session, key, "sale", [(CLEARING, total), *ordered], memo=memo, now=paid_at)
+    posted = post(session, key, kind, [(debit_account, total), *ordered], memo=memo, now=paid_at)
     for line, allocation in zip(lines, allocations, strict=True):
         session.add(
             SaleLineRecord(
@@ -257,6 +267,8 @@ def post_refund(
     _lock_head(session)
 
     sale_credits = {e.account.code: -e.amount_fen for e in sale.entries if e.amount_fen < 0}
+    # The account the buyer's money went into (Alipay clearing, or the hall's till).
+    debit_code = next(e.account.code for e in sale.entries if e.amount_fen > 0)
     sale_total = sum(sale_credits.values())
     reversed_so_far: dict[str, int] = defaultdict(int)
     refunded_before = 0
@@ -265,7 +277,7 @@ def post_refund(
     )
     for reversal in prior:
         for entry in reversal.entries:
-            if entry.account.code == CLEARING:
+            if entry.account.code == debit_code:
                 refunded_before += -entry.amount_fen
             else:
                 reversed_so_far[entry.account.code] += entry.amount_fen
@@ -278,7 +290,7 @@ def post_refund(
     remainder_accounts = [
         code for code in sale_credits if not code.startswith(HOUSEHOLD_PREFIX) and code != FEES
     ]
-    absorber = remainder_accounts[0] if remainder_accounts else CLEARING
+    absorber = remainder_accounts[0] if remainder_accounts else debit_code
     balances = {
         a.code: a.balance_fen
         for a in session.scalars(select(Account).where(Account.code.in_(list(portion))))
@@ -289,6 +301,6 @@ def post_refund(
             excess = portion[code] - owed
             portion[code] = owed
             portion[absorber] = portion.get(absorber, 0) + excess
-    portion[CLEARING] = portion.get(CLEARING, 0) - refund_fen
+    portion[debit_code] = portion.get(debit_code, 0) - refund_fen
     entries = [(code, fen) for code, fen in portion.items() if fen]
     return post(session, key, "refund", entries, memo=memo, reverses_id=sale.id, now=now)

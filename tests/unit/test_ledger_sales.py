@@ -295,3 +295,29 @@ def test_random_histories_keep_the_books(steps):
                 assert session.scalar(select(func.count()).select_from(Transaction)) == count
             assert_books_balance(session)
     engine.dispose()
+
+
+def test_offline_sale_takes_the_money_into_the_till_and_refunds_from_it(session):
+    from ledger.posting import ensure_account
+
+    create_rule(
+        session, 1, "fixed", "matched", {"A": 1, "B": 1}, share_fen_per_unit=2000, effective_from=T0
+    )
+    ensure_account(session, "cash:hall", "cash", "扶贫馆收银")
+    post_sale(session, "sale:T1", wine(1), paid_at=T0)
+    hall = post_sale(
+        session,
+        "offline:hall:1",
+        wine(1),
+        paid_at=T0,
+        kind="offline_sale",
+        debit_account="cash:hall",
+    )
+    # Matched rules count offline sales too: the hall's bottle goes to the other household.
+    assert hall.households == {"B": 2000}
+    assert balances(session)["cash:hall"] == 15800
+    post_refund(session, "refund:H1", "offline:hall:1", 15800)
+    assert balances(session)["cash:hall"] == 0 and owed(session, "B") == 0
+    assert_books_balance(session)
+    with pytest.raises(LedgerError):
+        post_sale(session, "x", wine(1), paid_at=T0, kind="gift")
