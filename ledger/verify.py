@@ -14,37 +14,17 @@ It then prints the head (count and last hash — compare it with
 ``/api/v1/ledger/head``) and every account's balance recomputed from the entries.
 Exit status 0 when everything holds, 1 at the first problem (named with its line).
 
-This file imports only the standard library, so an auditor can copy it on its own
-(together with ``canonical.py``'s three functions, repeated below).
+This file and ``ledger/canonical.py`` (the canonical form and the hash) import only the
+standard library, so an auditor can copy the two files and run them anywhere.
 """
 
-import hashlib
 import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-GENESIS_HASH = "0" * 64
-
-
-def canonical_json(tx: dict) -> str:
-    body = {
-        "id": tx["id"],
-        "key": tx["key"],
-        "kind": tx["kind"],
-        "created_at": tx["created_at"],
-        "memo": tx["memo"],
-        "reverses": tx["reverses"],
-        "entries": [
-            {"account": e["account"], "amount_fen": e["amount_fen"]} for e in tx["entries"]
-        ],
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def chain_hash(prev_hash: str, tx: dict) -> str:
-    return hashlib.sha256((prev_hash + "\n" + canonical_json(tx)).encode("utf-8")).hexdigest()
+from ledger.canonical import GENESIS_HASH, chain_hash
 
 
 @dataclass

@@ -109,3 +109,13 @@ def make_order(items, buyer_details=None, channel="pc", expiry_minutes=30, **kwa
 
     lines = [RequestedLine(product.id, quantity) for product, quantity in items]
     return place_order(lines, buyer_details or buyer(), channel, expiry_minutes, **kwargs)
+
+
+def in_app_thread(app, fn, *args):
+    """Run ``fn(*args)`` in this thread with its own app context and session, as a
+    separate web worker would; pass plain values in, never ORM objects."""
+    with app.app_context():
+        try:
+            return fn(*args)
+        finally:
+            db.session.remove()

@@ -21,7 +21,7 @@ from ledger.models import Account, Transaction
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.orders.services import apply_payment
-from tests.builders import make_household, make_order, make_product, make_village
+from tests.builders import in_app_thread, make_household, make_order, make_product, make_village
 
 
 @pytest.fixture
@@ -132,14 +132,6 @@ def test_a_tampered_export_fails_at_the_tampered_line(app, wine, tmp_path):
     assert "line 2" in caught.stdout and "hash" in caught.stdout
 
 
-def _in_thread(app, fn, *args):
-    with app.app_context():
-        try:
-            return fn(*args)
-        finally:
-            db.session.remove()
-
-
 @pytest.mark.postgres_only
 def test_concurrent_payments_keep_the_chain_linear(app, wine):
     orders = [make_order([(wine, 1 + n % 3)]) for n in range(40)]
@@ -151,7 +143,7 @@ def test_concurrent_payments_keep_the_chain_linear(app, wine):
         return apply_payment(order_no, trade_no, "TRADE_SUCCESS", total_fen).verdict
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        verdicts = list(pool.map(lambda job: _in_thread(app, notify, job), jobs))
+        verdicts = list(pool.map(lambda job: in_app_thread(app, notify, job), jobs))
     assert verdicts.count("paid") == 40
     db.session.expire_all()
     chain = list(iter_export(db.session))

@@ -22,7 +22,7 @@ from shop.orders.services import (
     place_order,
     register_paid_hook,
 )
-from tests.builders import buyer, make_order, make_product
+from tests.builders import buyer, in_app_thread, make_order, make_product
 
 
 def stock_of(product_id):
@@ -184,14 +184,6 @@ def test_payment_after_cancellation_takes_stock_back(app):
     assert stock_of(wine.id) == 0
 
 
-def _in_thread(app, fn, *args):
-    with app.app_context():
-        try:
-            return fn(*args)
-        finally:
-            db.session.remove()
-
-
 @pytest.mark.postgres_only
 def test_fifty_buyers_racing_for_five_units_get_exactly_five(app):
     wine_id = make_product(stock=5).id  # plain values only: ORM objects stay in their thread
@@ -204,7 +196,7 @@ def test_fifty_buyers_racing_for_five_units_get_exactly_five(app):
             return "out"
 
     with ThreadPoolExecutor(max_workers=25) as pool:
-        results = list(pool.map(lambda i: _in_thread(app, attempt, i), range(50)))
+        results = list(pool.map(lambda i: in_app_thread(app, attempt, i), range(50)))
     assert results.count("ok") == 5 and results.count("out") == 45
     assert stock_of(wine_id) == 0
     assert order_count() == 5
@@ -226,7 +218,7 @@ def test_ten_identical_notifications_at_once_pay_once(app):
         return apply_payment(order_no, "T-RACE", "TRADE_SUCCESS", total_fen).verdict
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        verdicts = list(pool.map(lambda i: _in_thread(app, notify, i), range(10)))
+        verdicts = list(pool.map(lambda i: in_app_thread(app, notify, i), range(10)))
     assert verdicts.count("paid") == 1
     assert set(verdicts) <= {"paid", "repeat"}
     assert calls == [order_no]
