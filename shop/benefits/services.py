@@ -157,11 +157,32 @@ def set_product_rule(
             weight_basis=weight_basis,
             note=note,
         )
-        if product_id is not None and share_fen_per_unit is not None:
+        if product_id is not None:
             product = db.session.get(Product, product_id)
-            product.beneficiary_fen_per_unit = min(share_fen_per_unit, product.price_fen)
+            product.beneficiary_fen_per_unit = rule.share_for(product.price_fen, 1)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     return rule
+
+
+def change_share_per_unit(product: Product, share_fen_per_unit: int) -> None:
+    """The console changed a product's "每瓶 ¥20 直达农户" amount: if the product has its
+    own rule, add a new version with the same households and split and this fixed share
+    (no commit — the console's product update commits it with the product)."""
+    current = rules.latest_rule(db.session, product.id)
+    if current is None:
+        return
+    if current.share_kind == "fixed" and current.share_fen_per_unit == share_fen_per_unit:
+        return
+    rules.create_rule(
+        db.session,
+        product.id,
+        "fixed",
+        current.split,
+        current.weights(),
+        share_fen_per_unit=share_fen_per_unit,
+        weight_basis=current.weight_basis,
+        note="村务后台修改每单位帮扶金额",
+    )

@@ -125,7 +125,13 @@ def update_product(product_id: int, values: ProductInput) -> Product:
     """Change a product. Orders already placed keep their own frozen copy of the line."""
     product = _get(product_id)
     _validate(values)
+    share_changed = values.beneficiary_fen_per_unit != product.beneficiary_fen_per_unit
     _apply(product, values)
+    if share_changed:
+        # The displayed share and the ledger's rule must not disagree: a new version.
+        from shop.benefits.services import change_share_per_unit
+
+        change_share_per_unit(product, values.beneficiary_fen_per_unit)
     return _commit_product(product)
 
 

@@ -94,3 +94,35 @@ def test_trial_balance_sums_to_zero_and_statement_follows_refunds(admin_client, 
 def test_money_pages_are_for_admins(staff_client, app):
     for url in ("/admin/rules", "/admin/rules/new", "/admin/payouts", "/admin/ledger"):
         assert staff_client.get(url).status_code == 403
+
+
+def test_console_share_change_is_a_new_rule_version(staff_client, app):
+    from shop.benefits.services import set_product_rule
+
+    village = make_village()
+    households = [make_household(village, code="SJ-001"), make_household(village, code="SJ-002")]
+    wine = make_product(name="树莓果酒", price_fen=15800, status="draft")
+    set_product_rule(wine.id, households, "matched", share_fen_per_unit=2000)
+    staff_client.post(
+        f"/console/products/{wine.id}",
+        data={
+            "name": "树莓果酒",
+            "price": "158",
+            "unit": "瓶",
+            "stock": "10",
+            "beneficiary": "25",
+            "category_id": "0",
+        },
+    )
+    versions = list(
+        db.session.scalars(
+            select(BenefitRule)
+            .where(BenefitRule.product_id == wine.id)
+            .order_by(BenefitRule.version)
+        )
+    )
+    assert [(r.version, r.share_fen_per_unit, r.split) for r in versions] == [
+        (1, 2000, "matched"),
+        (2, 2500, "matched"),
+    ]
+    assert [h.household_code for h in versions[1].households] == ["SJ-001", "SJ-002"]
