@@ -11,6 +11,7 @@ from ledger.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
 
 __all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow"]
 
+
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # WAL lets readers and one writer work at once; foreign keys are off by default in
     # SQLite; busy_timeout makes a second writer wait instead of failing at once.
