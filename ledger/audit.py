@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ledger.export import head, iter_export
 from ledger.models import Account, Entry
-from ledger.verify import verify_lines
+from ledger.verify import verify_records
 
 MAX_PROBLEMS = 50
 
@@ -28,10 +28,7 @@ class AuditResult:
 
 def verify_database(session: Session) -> AuditResult:
     """Check the whole ledger; ``problems`` name each mismatch (at most 50)."""
-    import json
-
-    lines = (json.dumps(item, ensure_ascii=False) for item in iter_export(session))
-    chain = verify_lines(lines)
+    chain = verify_records(enumerate(iter_export(session), start=1))
     problems = [f"chain: {chain.problem}"] if not chain.ok else []
 
     count, head_hash = head(session)

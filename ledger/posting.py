@@ -13,14 +13,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from ledger.base import utcnow
 from ledger.canonical import GENESIS_HASH, chain_hash, format_time
 from ledger.models import ACCOUNT_KINDS, Account, Entry, LedgerHead, Transaction
 
 MAX_KEY_LENGTH = 128
+
+_ACCOUNT = Account.__table__
+_TRANSACTION = Transaction.__table__
+_HEAD = LedgerHead.__table__
+_TOUCH_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(count=_HEAD.c.count)
+_READ_HEAD = select(_HEAD.c.count, _HEAD.c.hash).where(_HEAD.c.id == 1)
+_ADVANCE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(count=bindparam("new_count"), hash=bindparam("new_hash"))
+)
+_INSERT_ENTRY = insert(Entry.__table__)
+_FIND = select(Transaction).where(Transaction.key == bindparam("find_key"))
 
 
 class LedgerError(ValueError):
@@ -63,17 +77,25 @@ def ensure_account(session: Session, code: str, kind: str, name: str = "") -> Ac
     return account
 
 
-def _lock_head(session: Session) -> LedgerHead:
+def _lock_head(session: Session) -> tuple[int, str]:
+    """Take the chain head's lock for the rest of the caller's transaction and return
+    (count, hash) as it is now, read after the lock was granted."""
     # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before we read.
-    locked = session.execute(
-        update(LedgerHead).where(LedgerHead.id == 1).values(count=LedgerHead.count)
-    ).rowcount
-    if locked == 0:
-        session.add(LedgerHead(id=1, count=0, hash=GENESIS_HASH))
-        session.flush()
-    return session.execute(
-        select(LedgerHead).where(LedgerHead.id == 1).execution_options(populate_existing=True)
-    ).scalar_one()
+    locked = session.execute(_TOUCH_HEAD).rowcount
+    if locked == 0:  # a database emptied by hand (tests TRUNCATE): start at genesis
+        session.execute(insert(_HEAD).values(id=1, count=0, hash=GENESIS_HASH))
+    count, hash_ = session.execute(_READ_HEAD).one()
+    _forget(session, LedgerHead, [1])
+    return int(count), hash_
+
+
+def _forget(session: Session, model, ids) -> None:
+    """Expire copies the session holds of rows just changed with plain SQL, so the
+    caller reads the new values."""
+    for row_id in ids:
+        obj = session.identity_map.get(identity_key(model, row_id))
+        if obj is not None:
+            session.expire(obj)
 
 
 def _validate(key: str, kind: str, entries: Sequence[tuple[str, int]], memo: str) -> None:
@@ -100,7 +122,8 @@ def _same_content(existing: Transaction, kind: str, entries, reverses_id) -> boo
 
 
 def find(session: Session, key: str) -> Transaction | None:
-    return session.scalar(select(Transaction).where(Transaction.key == key))
+    """The transaction posted under ``key``, or None."""
+    return session.scalar(_FIND, {"find_key": key})
 
 
 def post(
@@ -123,10 +146,12 @@ def post(
     """
     entries = [(code, amount) for code, amount in entries]
     _validate(key, kind, entries, memo)
+    if now is not None and now.tzinfo is None:
+        raise LedgerError("now must be timezone-aware (UTC)")
 
     existing = find(session, key)
     if existing is None:
-        head = _lock_head(session)
+        head_count, head_hash = _lock_head(session)
         existing = find(session, key)  # again, under the lock: a racing twin may have won
     if existing is not None:
         if not _same_content(existing, kind, entries, reverses_id):
@@ -134,16 +159,33 @@ def post(
         return Posted(existing.id, existing.key, existing.hash, created=False)
 
     codes = {code for code, _ in entries}
-    accounts = {a.code: a for a in session.scalars(select(Account).where(Account.code.in_(codes)))}
+    # Balances read under the head lock: every posting holds it, so they cannot move
+    # before this one commits.
+    accounts = {
+        code: (account_id, account_kind, balance)
+        for account_id, code, account_kind, balance in session.execute(
+            select(Account.id, Account.code, Account.kind, Account.balance_fen).where(
+                Account.code.in_(sorted(codes))
+            )
+        )
+    }
     missing = codes - set(accounts)
     if missing:
         raise LedgerError(f"unknown accounts: {', '.join(sorted(missing))}")
     if reverses_id is not None and session.get(Transaction, reverses_id) is None:
         raise LedgerError(f"transaction {reverses_id} to reverse does not exist")
+    net: dict[str, int] = {}
+    for code, amount in entries:
+        net[code] = net.get(code, 0) + amount
+    for code, change in net.items():
+        _, account_kind, balance = accounts[code]
+        if account_kind == "household" and balance + change > 0:
+            # Checked before anything is written, so a refusal leaves no trace.
+            raise Overdrawn(f"{code} is owed {-balance} fen; {change} fen would overdraw it")
 
     moment = now or utcnow()
     created_text = format_time(moment)
-    tx_id = head.count + 1
+    tx_id = head_count + 1
     public = {
         "id": tx_id,
         "key": key,
@@ -153,36 +195,51 @@ def post(
         "reverses": reverses_id,
         "entries": [{"account": code, "amount_fen": amount} for code, amount in entries],
     }
-    digest = chain_hash(head.hash, public)
-    transaction = Transaction(
-        id=tx_id,
-        key=key,
-        kind=kind,
-        memo=memo,
-        created_at=moment,
-        created_at_text=created_text,
-        reverses_id=reverses_id,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(transaction)
-    session.flush()
-    for position, (code, amount) in enumerate(entries):
-        account = accounts[code]
-        session.add(
-            Entry(transaction_id=tx_id, position=position, account_id=account.id, amount_fen=amount)
+    digest = chain_hash(head_hash, public)
+    # Plain INSERTs (no unit of work): a posting is a dozen rows, written many times a
+    # second, and nothing here needs the ORM's bookkeeping.
+    session.execute(
+        insert(_TRANSACTION).values(
+            id=tx_id,
+            key=key,
+            kind=kind,
+            memo=memo,
+            created_at=moment,
+            created_at_text=created_text,
+            reverses_id=reverses_id,
+            prev_hash=head_hash,
+            hash=digest,
         )
+    )
+    session.execute(
+        _INSERT_ENTRY,
+        [
+            {
+                "transaction_id": tx_id,
+                "position": position,
+                "account_id": accounts[code][0],
+                "amount_fen": amount,
+            }
+            for position, (code, amount) in enumerate(entries)
+        ],
+    )
+    changes = {accounts[code][0]: change for code, change in net.items() if change}
+    # One statement for every account the posting touches. The WHERE is a backstop for
+    # balances changed behind the lock's back (raw SQL): the check above already refused
+    # every overdraw a posting could cause.
+    if changes:
+        shift = case(changes, value=_ACCOUNT.c.id)
         changed = session.execute(
-            update(Account)
-            .where(Account.id == account.id)
-            .where((Account.kind != "household") | (Account.balance_fen + amount <= 0))
-            .values(balance_fen=Account.balance_fen + amount)
-            .execution_options(synchronize_session=False)
+            update(_ACCOUNT)
+            .where(_ACCOUNT.c.id.in_(sorted(changes)))
+            .where((_ACCOUNT.c.kind != "household") | (_ACCOUNT.c.balance_fen + shift <= 0))
+            .values(balance_fen=_ACCOUNT.c.balance_fen + shift)
         ).rowcount
-        if changed != 1:
-            raise Overdrawn(f"{code} would be owed less than nothing")
-    session.execute(update(LedgerHead).where(LedgerHead.id == 1).values(count=tx_id, hash=digest))
-    session.flush()
+        if changed != len(changes):
+            raise Overdrawn("a household would be owed less than nothing (roll back)")
+    session.execute(_ADVANCE_HEAD, {"new_count": tx_id, "new_hash": digest})
+    _forget(session, Account, [account_id for account_id, _, _ in accounts.values()])
+    _forget(session, LedgerHead, [1])
     return Posted(tx_id, key, digest, created=True)
 
 

@@ -24,7 +24,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ledger.canonical import GENESIS_HASH, chain_hash
+try:
+    from ledger.canonical import GENESIS_HASH, chain_hash
+except ImportError:  # copied next to canonical.py, outside this package
+    from canonical import GENESIS_HASH, chain_hash
 
 
 @dataclass
@@ -36,53 +39,69 @@ class Report:
     problem: str = ""
 
 
-def _is_fen(value) -> bool:
+def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def verify_lines(lines: Iterable[str]) -> Report:
-    """Check an export line by line; stop at the first problem."""
+def _problem(report: Report, keys: set[str], tx: dict) -> str | None:
+    """What is wrong with ``tx`` as the next transaction after ``report``, or None."""
+    if not isinstance(tx, dict):
+        return "not a JSON object"
+    expected_id = report.count + 1
+    if not _is_int(tx["id"]) or tx["id"] != expected_id:
+        return f"id {tx['id']!r} where {expected_id} was expected"
+    if tx["prev_hash"] != report.head_hash:
+        return "prev_hash does not match the previous transaction's hash"
+    if not isinstance(tx["key"], str) or not tx["key"]:
+        return "key is not a non-empty string"
+    if tx["key"] in keys:
+        return f"key {tx['key']} appears twice"
+    entries = tx["entries"]
+    if not isinstance(entries, list) or len(entries) < 2:
+        return "fewer than two entries"
+    for entry in entries:
+        if not isinstance(entry["account"], str):
+            return f"account {entry['account']!r} is not a string"
+        if not _is_int(entry["amount_fen"]) or entry["amount_fen"] == 0:
+            return f"amount {entry['amount_fen']!r} is not a non-zero integer number of fen"
+    total = sum(e["amount_fen"] for e in entries)
+    if total != 0:
+        return f"entries sum to {total} fen, not 0"
+    reverses = tx["reverses"]
+    if reverses is not None and not (_is_int(reverses) and 1 <= reverses < tx["id"]):
+        return f"reverses {reverses!r}, which is not an earlier transaction"
+    recomputed = chain_hash(tx["prev_hash"], tx)
+    if recomputed != tx["hash"]:
+        return f"hash {tx['hash']} should be {recomputed}"
+    return None
+
+
+def verify_records(records: Iterable[tuple[int, dict | str]]) -> Report:
+    """Check (line number, transaction) pairs in order — a transaction is an export
+    dict or its JSON text; stop at the first problem."""
     report = Report()
     keys: set[str] = set()
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-
-        def fail(why: str, number=number) -> Report:
-            report.ok = False
-            report.problem = f"line {number}: {why}"
-            return report
-
+    for number, record in records:
         try:
-            tx = json.loads(raw)
-            expected_id = report.count + 1
-            if tx["id"] != expected_id:
-                return fail(f"id {tx['id']} where {expected_id} was expected")
-            if tx["prev_hash"] != report.head_hash:
-                return fail("prev_hash does not match the previous transaction's hash")
-            entries = tx["entries"]
-            if len(entries) < 2:
-                return fail("fewer than two entries")
-            if not all(_is_fen(e["amount_fen"]) and e["amount_fen"] != 0 for e in entries):
-                return fail("an amount is not a non-zero integer number of fen")
-            total = sum(e["amount_fen"] for e in entries)
-            if total != 0:
-                return fail(f"entries sum to {total} fen, not 0")
-            if tx["key"] in keys:
-                return fail(f"key {tx['key']} appears twice")
-            if tx["reverses"] is not None and not 1 <= tx["reverses"] < tx["id"]:
-                return fail(f"reverses {tx['reverses']}, which is not an earlier transaction")
-            recomputed = chain_hash(tx["prev_hash"], tx)
-            if recomputed != tx["hash"]:
-                return fail(f"hash {tx['hash']} should be {recomputed}")
-        except (KeyError, TypeError, ValueError) as error:
-            return fail(f"malformed transaction ({error!r})")
+            tx = json.loads(record) if isinstance(record, str) else record
+            problem = _problem(report, keys, tx)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            problem = f"malformed transaction ({error!r})"
+        if problem is not None:
+            report.ok = False
+            report.problem = f"line {number}: {problem}"
+            return report
         keys.add(tx["key"])
-        for entry in entries:
+        for entry in tx["entries"]:
             report.balances[entry["account"]] += entry["amount_fen"]
         report.count = tx["id"]
         report.head_hash = tx["hash"]
     return report
+
+
+def verify_lines(lines: Iterable[str]) -> Report:
+    """Check an export line by line (blank lines are skipped); stop at the first problem."""
+    return verify_records((n, raw) for n, raw in enumerate(lines, start=1) if raw.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m ledger.verify export.jsonl", file=sys.stderr)
         return 2
-    with open(args[0], encoding="utf-8") as handle:
-        report = verify_lines(handle)
+    try:
+        with open(args[0], encoding="utf-8") as handle:
+            report = verify_lines(handle)
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"FAILED cannot read {args[0]}: {error}")
+        return 1
     if not report.ok:
         print(f"FAILED {report.problem}")
         return 1
