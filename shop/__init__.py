@@ -110,6 +110,7 @@ def _register_blueprints(app: Flask) -> None:
     from shop.checkout.routes import bp as checkout_bp
     from shop.console.routes import bp as console_bp
     from shop.media.routes import bp as media_bp
+    from shop.offline.routes import bp as offline_bp
     from shop.orders.routes import bp as orders_bp
     from shop.payments.routes import bp as payments_bp
 
@@ -122,6 +123,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(payments_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(console_bp, url_prefix="/console")
+    app.register_blueprint(offline_bp, url_prefix="/console/offline")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay; its gateway.do checks RSA signatures instead of CSRF tokens.

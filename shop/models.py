@@ -8,6 +8,7 @@ from shop.auth.models import User
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
 from shop.households.models import Enterprise, Household, Village
+from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale, SalesSession
 from shop.orders.models import Order, OrderLine, Refund
 from shop.payments.models import PaymentNotification
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
@@ -20,7 +21,10 @@ __all__ = [
     "Enterprise",
     "Entry",
     "Household",
+    "HouseholdIncome",
+    "ImportBatch",
     "LedgerHead",
+    "OfflineSale",
     "Order",
     "OrderLine",
     "PaymentNotification",
@@ -30,6 +34,7 @@ __all__ = [
     "Refund",
     "RuleHousehold",
     "SaleLineRecord",
+    "SalesSession",
     "SandboxRefund",
     "SandboxTrade",
     "SandboxTransfer",

@@ -1,0 +1,736 @@
+"""CSV batches: an event's or live session's sales, or a batch of household income.
+
+Upload → a pending :class:`ImportBatch` holding the decoded text → a preview that checks
+every row and lists each problem with its row number (the header is row 1, as in
+Excel) → confirm, which checks every row again and posts all of them in one database
+transaction, or none. Rows already in the ledger (same key) are shown as such and
+skipped, so confirming the same file, or a file repeating some rows, posts nothing
+twice. Decoding (UTF-8 with or without BOM, GB18030/GBK) and the Excel-style header
+matching are the household importer's.
+"""
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ledger.posting import LedgerError
+from shop.catalog.models import Product
+from shop.db import utcnow
+from shop.extensions import db
+from shop.formatting import SHANGHAI, format_fen, format_fen_plain
+from shop.households.importer import ImportFailed, _delimiter, _header_key, decode
+from shop.households.models import Household
+from shop.offline import income as income_services
+from shop.offline.models import ImportBatch, OfflineSale
+from shop.offline.services import (
+    OfflineError,
+    SaleInput,
+    board_name_for,
+    get_session,
+    post_sale_row,
+    sale_row_key,
+    validate_sale,
+)
+
+MAX_BYTES = 2 * 1024 * 1024
+MAX_ROWS = 5000
+
+SALES_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("date", "日期", ("销售日期", "时间", "date")),
+    ("product", "商品", ("商品名称", "品名", "商品编号", "product")),
+    ("quantity", "数量", ("件数", "quantity", "qty")),
+    ("unit_price", "单价(元)", ("单价", "价格", "售价", "unit_price", "price")),
+    ("amount", "金额(元)", ("金额", "小计", "amount")),
+    ("channel", "渠道", ("销售渠道", "channel")),
+    ("session", "活动/场次", ("活动", "活动名称", "场次", "直播场次", "session")),
+    ("payment", "付款方式", ("支付方式", "payment")),
+    ("buyer", "购买人", ("买家", "顾客", "buyer")),
+    ("display", "爱心榜展示", ("展示方式", "display")),
+    ("organization", "单位", ("爱心企业", "organization")),
+    ("receipt_no", "单号", ("小票号", "票号", "receipt")),
+]
+SALES_REQUIRED = ("date", "product", "quantity")
+
+INCOME_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("household_code", "户编码", ("户号", "编码", "code", "household_code")),
+    ("channel", "类别", ("收入类别", "收入类型", "类型", "channel")),
+    ("period", "期间", ("所属期间", "年度", "月份", "period")),
+    ("quantity", "数量", ("亩数", "天数", "份数", "权重", "quantity")),
+    ("rate", "单价(元)", ("单价", "每亩租金", "日工资", "每份金额", "rate")),
+    ("amount", "金额(元)", ("金额", "amount")),
+    ("payer", "付款方", ("付款单位", "payer")),
+    ("paid_on", "发放日期", ("日期", "paid_on")),
+    ("memo", "备注", ("说明", "memo")),
+]
+INCOME_REQUIRED = ("household_code", "channel", "period")
+
+CHANNEL_WORDS = {
+    "hall": {"扶贫馆", "展销馆", "展厅", "馆内", "门店", "hall"},
+    "event": {"活动", "展销会", "展销活动", "年货节", "event"},
+    "live": {"直播", "直播间", "直播带货", "live"},
+}
+PAYMENT_WORDS = {
+    "cash": {"现金", "cash", ""},
+    "wechat": {"微信", "微信支付", "wechat"},
+    "alipay": {"支付宝", "alipay"},
+    "card": {"银行卡", "刷卡", "pos", "card"},
+    "transfer": {"转账", "对公转账", "transfer"},
+    "other": {"其他", "other"},
+}
+DISPLAY_WORDS = {
+    "masked": {"实名打码", "打码", "实名", "姓氏", "masked"},
+    "nickname": {"昵称", "nickname"},
+    "anonymous": {"匿名", "爱心人士", "不展示", "anonymous"},
+}
+INCOME_CHANNEL_WORDS = {
+    "land": {"土地", "土地租金", "土地流转", "土地流转租金", "流转租金", "land"},
+    "wages": {"工资", "务工", "务工工资", "园区务工工资", "wages"},
+    "dividend": {"分红", "产业分红", "dividend", "dividends"},
+    "coop": {"合作社", "合作社分红", "社员分红", "coop"},
+}
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text or "").strip().lower()
+
+
+def _lookup(words: dict[str, set[str]], text: str) -> str | None:
+    folded = _fold(text)
+    for value, options in words.items():
+        if folded in options:
+            return value
+    return None
+
+
+@dataclass
+class RowResult:
+    """One data row in the preview: its Excel row number, what it says, and its fate."""
+
+    number: int
+    cells: dict[str, str]
+    status: str = "new"  # new | posted (already in the ledger) | error
+    errors: list[str] = field(default_factory=list)
+    amount_fen: int = 0
+    share_note: str = ""
+    value: object = None  # the checked row (sales: (session args, SaleInput, key))
+
+
+@dataclass
+class Preview:
+    batch: ImportBatch
+    rows: list[RowResult]
+    file_errors: list[str]
+    earlier_batch: ImportBatch | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        listed = list(self.file_errors)
+        for row in self.rows:
+            listed.extend(_("第 %(row)s 行：%(msg)s", row=row.number, msg=m) for m in row.errors)
+        return listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def new_rows(self) -> list[RowResult]:
+        return [r for r in self.rows if r.status == "new"]
+
+    @property
+    def posted_rows(self) -> list[RowResult]:
+        return [r for r in self.rows if r.status == "posted"]
+
+    @property
+    def new_total_fen(self) -> int:
+        return sum(r.amount_fen for r in self.new_rows)
+
+
+# --- reading files -------------------------------------------------------------------
+
+
+def create_batch(
+    purpose: str,
+    data: bytes,
+    filename: str = "",
+    channel: str = "",
+    session_name: str = "",
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+    user_id: int | None = None,
+) -> ImportBatch:
+    """Store an uploaded file as a pending batch (commit) for its preview.
+
+    Raises :class:`ImportFailed` for a file that is too big, empty, a spreadsheet or
+    not text; rows are checked by :func:`preview`, not here."""
+    if len(data) > MAX_BYTES:
+        raise ImportFailed([_("文件太大（超过 2 MB），请分成几个文件上传。")])
+    text = decode(data)
+    batch = ImportBatch(
+        purpose=purpose,
+        filename=(filename or "")[:200],
+        content_sha256=hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest(),
+        content=text,
+        channel=channel,
+        session_name=(session_name or "").strip()[:80],
+        starts_on=starts_on,
+        ends_on=ends_on,
+        created_by_id=user_id,
+    )
+    db.session.add(batch)
+    db.session.commit()
+    return batch
+
+
+def _records(text: str, columns, required) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
+    except csv.Error:
+        raise ImportFailed([_("文件不是有效的 CSV，请用 Excel 另存为 CSV 后再上传。")]) from None
+    if not records or not any(cell.strip() for cell in records[0]):
+        raise ImportFailed([_("第 1 行应是表头，但它是空的。请对照模板填写。")])
+    lookup = {
+        _header_key(name): field_name
+        for field_name, label, aliases in columns
+        for name in (label, field_name, *aliases)
+    }
+    labels = {f: label for f, label, _a in columns}
+    positions: dict[str, int] = {}
+    problems = []
+    for index, cell in enumerate(records[0]):
+        key = _header_key(cell)
+        if not key:
+            continue
+        name = lookup.get(key)
+        if name is None:
+            problems.append(_("不认识的列“%(col)s”。", col=cell.strip()))
+        elif name in positions:
+            problems.append(_("“%(name)s”这一列出现了两次。", name=labels[name]))
+        else:
+            positions[name] = index
+    missing = [labels[f] for f in required if f not in positions]
+    if missing:
+        problems.append(_("缺少必填的列：%(cols)s。", cols="、".join(missing)))
+    if problems:
+        expected = ",".join(label for _f, label, _a in columns)
+        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=expected))
+        raise ImportFailed([_("第 1 行：%(msg)s", msg=p) for p in problems])
+    body = [
+        (number, cells)
+        for number, cells in enumerate(records[1:], start=2)
+        if any(cell.strip() for cell in cells)
+    ]
+    if not body:
+        raise ImportFailed([_("文件里只有表头，没有数据行。")])
+    if len(body) > MAX_ROWS:
+        raise ImportFailed([_("一次最多 %(n)s 行，请分成几个文件。", n=MAX_ROWS)])
+    return positions, body
+
+
+def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
+    return {
+        name: (cells[index].strip() if index < len(cells) else "")
+        for name, index in positions.items()
+    }
+
+
+def parse_yuan(text: str, label: str) -> int:
+    raw = _fold(text).replace(",", "").replace("¥", "").replace("￥", "").replace("元", "")
+    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", raw):
+        raise OfflineError(_("“%(label)s”须是金额，例如 158 或 158.50。", label=label))
+    whole, _dot, cents = raw.partition(".")
+    return int(whole) * 100 + int((cents + "00")[:2])
+
+
+def parse_when(text: str) -> datetime:
+    """A sale's date (or date and time) as people type it, in Asia/Shanghai → UTC."""
+    raw = _fold(text).replace("年", "-").replace("月", "-").replace("日", " ").replace("/", "-")
+    raw = raw.replace(".", "-").strip()
+    match = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ t]+(\d{1,2}):(\d{2})(?::\d{2})?)?", raw)
+    if not match:
+        raise OfflineError(_("日期请写成 2026-01-20 或 2026-01-20 14:30。"))
+    year, month, day, hour, minute = match.groups()
+    try:
+        day_value = date(int(year), int(month), int(day))
+    except ValueError:
+        raise OfflineError(_("没有这一天：%(text)s。", text=text.strip())) from None
+    if hour is None:
+        moment = time(12, 0)
+    elif int(hour) < 24:
+        moment = time(int(hour), int(minute))
+    else:
+        raise OfflineError(_("时间不对：%(text)s。", text=text.strip()))
+    return datetime.combine(day_value, moment, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def _parse_day(text: str) -> date:
+    return parse_when(text).astimezone(SHANGHAI).date()
+
+
+# --- sales -------------------------------------------------------------------------
+
+
+def _products() -> tuple[dict[str, Product], dict[str, list[Product]]]:
+    by_key: dict[str, Product] = {}
+    by_name: dict[str, list[Product]] = defaultdict(list)
+    for product in db.session.scalars(select(Product).where(Product.status != "archived")):
+        by_key[str(product.id)] = product
+        by_key[product.slug.lower()] = product
+        by_name[_fold(product.name)].append(product)
+    return by_key, by_name
+
+
+def _find_product(text: str, by_key, by_name) -> Product:
+    folded = _fold(text)
+    if not folded:
+        raise OfflineError(_("请填写商品。"))
+    if folded in by_key:
+        return by_key[folded]
+    matches = by_name.get(folded, [])
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise OfflineError(_("有多个商品叫“%(name)s”，请改填商品编号。", name=text.strip()))
+    raise OfflineError(_("系统里没有商品“%(name)s”（或已归档）。", name=text.strip()))
+
+
+def _check_sales(batch: ImportBatch) -> Preview:
+    positions, body = _records(batch.content, SALES_COLUMNS, SALES_REQUIRED)
+    by_key, by_name = _products()
+    posted_keys = set()
+    rows: list[RowResult] = []
+    occurrences: Counter = Counter()
+    receipts: dict[tuple, int] = {}
+    wanted: Counter = Counter()
+    today = datetime.now(SHANGHAI).date()
+    for number, raw in body:
+        cells = _cells(positions, raw)
+        row = RowResult(number, cells)
+        rows.append(row)
+
+        def attempt(fn, *args, row=row):
+            try:
+                return fn(*args)
+            except OfflineError as error:
+                row.errors.append(error.message)
+                return None
+
+        sold_at = attempt(parse_when, cells.get("date", ""))
+        product = attempt(_find_product, cells.get("product", ""), by_key, by_name)
+        quantity_text = cells.get("quantity", "")
+        quantity = int(quantity_text) if quantity_text.isdigit() else None
+        if quantity is None or not 1 <= quantity <= 9999:
+            row.errors.append(_("数量须为 1 到 9999 的整数。"))
+        price = None
+        if cells.get("unit_price"):
+            price = attempt(parse_yuan, cells["unit_price"], _("单价"))
+        elif product is not None:
+            price = product.price_fen
+        if price is not None and price <= 0:
+            row.errors.append(_("单价须大于零。"))
+        if cells.get("amount") and price and quantity:
+            amount = attempt(parse_yuan, cells["amount"], _("金额"))
+            if amount is not None and amount != price * quantity:
+                row.errors.append(
+                    _(
+                        "金额 %(amount)s 与 单价×数量 %(computed)s 不符。",
+                        amount=format_fen(amount),
+                        computed=format_fen(price * quantity),
+                    )
+                )
+        channel = batch.channel or "event"
+        if cells.get("channel"):
+            channel = _lookup(CHANNEL_WORDS, cells["channel"]) or ""
+            if not channel:
+                row.errors.append(_("渠道须是扶贫馆、活动或直播。"))
+        session_name = cells.get("session") or batch.session_name
+        if channel in ("event", "live") and not session_name:
+            row.errors.append(_("请填写活动或直播场次的名称。"))
+        if len(session_name) > 80:
+            row.errors.append(_("活动/场次名称不能超过80个字。"))
+        payment = _lookup(PAYMENT_WORDS, cells.get("payment", ""))
+        if payment is None:
+            row.errors.append(_("付款方式须是现金、微信、支付宝、银行卡、转账或其他。"))
+        buyer = cells.get("buyer", "")
+        display = "masked" if buyer else "anonymous"
+        if cells.get("display"):
+            display = _lookup(DISPLAY_WORDS, cells["display"]) or ""
+            if not display:
+                row.errors.append(_("爱心榜展示须是实名打码、昵称或匿名。"))
+        if display in ("masked", "nickname") and not buyer:
+            row.errors.append(_("选择实名打码或昵称时，请填写购买人。"))
+        if len(buyer) > 40:
+            row.errors.append(_("购买人不能超过40个字。"))
+        organization = cells.get("organization", "")
+        receipt = cells.get("receipt_no", "")
+        if len(receipt) > 40:
+            row.errors.append(_("单号不能超过40个字。"))
+        if sold_at is not None:
+            day = sold_at.astimezone(SHANGHAI).date()
+            if day > today + timedelta(days=1):
+                row.errors.append(_("日期在未来：%(day)s。", day=day.isoformat()))
+            elif (
+                channel == batch.channel
+                and session_name == batch.session_name
+                and (
+                    (batch.starts_on and day < batch.starts_on)
+                    or (batch.ends_on and day > batch.ends_on)
+                )
+            ):
+                row.errors.append(_("日期 %(day)s 不在本场活动的起止日期内。", day=day.isoformat()))
+        if row.errors:
+            row.status = "error"
+            continue
+        name_for_key = "" if channel == "hall" else session_name
+        sale = SaleInput(
+            product_id=product.id,
+            quantity=quantity,
+            unit_price_fen=price,
+            payment_method=payment,
+            board_display=display,
+            board_name=board_name_for(display, buyer, buyer),
+            organization=organization[:120],
+            sold_at=sold_at,
+            receipt_no=receipt,
+        )
+        try:
+            validate_sale(sale)
+        except OfflineError as error:
+            row.errors.append(error.message)
+            row.status = "error"
+            continue
+        if receipt:
+            earlier = receipts.get((channel, name_for_key, receipt))
+            if earlier:
+                row.errors.append(_("单号 %(no)s 与第 %(row)s 行重复。", no=receipt, row=earlier))
+                row.status = "error"
+                continue
+            receipts[(channel, name_for_key, receipt)] = number
+            occurrence = 1
+        else:
+            content = (channel, name_for_key, sale)
+            occurrences[content] += 1
+            occurrence = occurrences[content]
+        key = sale_row_key(channel, name_for_key, sale, occurrence)
+        row.amount_fen = price * quantity
+        row.value = ((channel, session_name), sale, key)
+        existing = db.session.scalar(select(OfflineSale).where(OfflineSale.row_key == key))
+        if existing is not None:
+            same = (existing.product_id, existing.quantity, existing.unit_price_fen) == (
+                sale.product_id,
+                sale.quantity,
+                sale.unit_price_fen,
+            )
+            if not same:
+                row.errors.append(_("单号 %(no)s 已入账，但内容不同。", no=receipt))
+                row.status = "error"
+            else:
+                row.status = "posted"
+                posted_keys.add(key)
+            continue
+        wanted[product.id] += quantity
+    # Stock for all new rows together, named on the first row of each product short of it.
+    products = {p.id: p for p in by_key.values()}
+    for product_id, quantity in wanted.items():
+        product = products[product_id]
+        if quantity > product.stock:
+            first = next(
+                r
+                for r in rows
+                if r.status == "new" and r.value and r.value[1].product_id == product_id
+            )
+            first.errors.append(
+                _(
+                    "“%(name)s”库存不足：本文件共 %(want)s %(unit)s，现有 %(stock)s %(unit)s。",
+                    name=product.name,
+                    want=quantity,
+                    stock=product.stock,
+                    unit=product.unit,
+                )
+            )
+            first.status = "error"
+    return Preview(batch, rows, [])
+
+
+# --- income ------------------------------------------------------------------------
+
+
+def _check_income(batch: ImportBatch) -> Preview:
+    positions, body = _records(batch.content, INCOME_COLUMNS, INCOME_REQUIRED)
+    households = {h.code: h for h in db.session.scalars(select(Household))}
+    seen: dict[tuple, int] = {}
+    rows: list[RowResult] = []
+    for number, raw in body:
+        cells = _cells(positions, raw)
+        row = RowResult(number, cells)
+        rows.append(row)
+        channel = _lookup(INCOME_CHANNEL_WORDS, cells.get("channel", ""))
+        if channel is None:
+            row.errors.append(_("类别须是土地租金、务工工资、分红或合作社。"))
+        values = {}
+        try:
+            for name, label in (("quantity", _("数量")), ("rate", _("单价"))):
+                values[name] = None
+                if cells.get(name):
+                    if name == "rate":
+                        values[name] = parse_yuan(cells[name], label)
+                    else:
+                        values[name] = income_services.parse_hundredths(cells[name], name, label)
+            values["amount"] = (
+                parse_yuan(cells["amount"], _("金额")) if cells.get("amount") else None
+            )
+            if channel == "coop" and values["quantity"] is None and values["rate"] is not None:
+                values["quantity"] = 100  # one membership
+            payer = (
+                income_services.parse_payer(cells["payer"])
+                if cells.get("payer")
+                else (batch.session_name or income_services.default_payer(channel or "dividend"))
+            )
+            paid_on = _parse_day(cells["paid_on"]) if cells.get("paid_on") else None
+        except OfflineError as error:
+            row.errors.append(error.message)
+        if row.errors:
+            row.status = "error"
+            continue
+        try:
+            clean = income_services.check_income(
+                income_services.IncomeInput(
+                    household_code=cells.get("household_code", ""),
+                    channel=channel,
+                    period=cells.get("period", ""),
+                    payer_account=payer,
+                    quantity_hundredths=values["quantity"],
+                    rate_fen=values["rate"],
+                    amount_fen=values["amount"],
+                    memo=cells.get("memo", ""),
+                    paid_on=paid_on,
+                ),
+                households,
+            )
+        except (OfflineError, LedgerError) as error:
+            row.errors.append(getattr(error, "message", str(error)))
+            row.status = "error"
+            continue
+        cause = (clean.channel, clean.period, clean.household_code)
+        if cause in seen:
+            row.errors.append(
+                _("与第 %(row)s 行重复（同一户、同一类别、同一期间）。", row=seen[cause])
+            )
+            row.status = "error"
+            continue
+        seen[cause] = number
+        row.amount_fen = clean.amount_fen
+        row.value = clean
+        row.status = "posted" if clean.already_posted else "new"
+    return Preview(batch, rows, [])
+
+
+# --- preview and confirm -----------------------------------------------------------
+
+
+def preview(batch: ImportBatch) -> Preview:
+    """Check every row of a batch; writes nothing."""
+    try:
+        result = _check_sales(batch) if batch.purpose == "sales" else _check_income(batch)
+    except ImportFailed as failed:
+        result = Preview(batch, [], failed.errors)
+    result.earlier_batch = db.session.scalar(
+        select(ImportBatch)
+        .where(
+            ImportBatch.content_sha256 == batch.content_sha256,
+            ImportBatch.purpose == batch.purpose,
+            ImportBatch.status == "posted",
+            ImportBatch.id != batch.id,
+        )
+        .order_by(ImportBatch.id)
+    )
+    return result
+
+
+def confirm(batch_id: int, user_id: int | None = None) -> Preview:
+    """Check every row again and post the new ones, all in one commit.
+
+    Returns the preview as posted. Raises :class:`ImportFailed` (nothing written)
+    listing every problem, including stock taken by someone else since the preview.
+    """
+    batch = db.session.get(ImportBatch, batch_id)
+    if batch is None:
+        raise ImportFailed([_("没有这个导入批次。")])
+    if batch.status == "posted":
+        return preview(batch)
+    result = preview(batch)
+    if not result.ok:
+        raise ImportFailed(result.errors)
+    posted = 0
+    try:
+        for row in result.new_rows:
+            if batch.purpose == "sales":
+                (channel, session_name), sale, key = row.value
+                starts_on = ends_on = None
+                if channel == batch.channel and session_name == batch.session_name:
+                    starts_on, ends_on = batch.starts_on, batch.ends_on
+                day = sale.sold_at.astimezone(SHANGHAI).date()
+                sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
+                try:
+                    _record, created = post_sale_row(
+                        sales_session, sale, key, batch.id, row.number, user_id
+                    )
+                except OfflineError as error:
+                    raise ImportFailed(
+                        [_("第 %(row)s 行：%(msg)s", row=row.number, msg=error.message)]
+                    ) from None
+            else:
+                clean = row.value
+                _record, created = income_services.post_clean(clean, batch.id, row.number, user_id)
+            posted += int(created)
+        batch.status = "posted"
+        batch.posted_at = utcnow()
+        batch.row_count = len(result.rows)
+        batch.total_fen = result.new_total_fen
+        batch.posted_rows = posted
+        batch.skipped_rows = len(result.rows) - posted
+        db.session.commit()
+    except ImportFailed:
+        db.session.rollback()
+        raise
+    except LedgerError as error:
+        db.session.rollback()
+        raise ImportFailed([_("记账失败，什么都没有写入：%(reason)s", reason=str(error))]) from None
+    except OfflineError as error:
+        db.session.rollback()
+        raise ImportFailed([error.message]) from None
+    except IntegrityError:
+        db.session.rollback()
+        raise ImportFailed(
+            [_("这批数据刚刚被别人同时确认了，什么都没有重复写入。请刷新查看。")]
+        ) from None
+    return result
+
+
+def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:
+    return list(
+        db.session.scalars(
+            select(ImportBatch)
+            .where(ImportBatch.purpose == purpose)
+            .order_by(ImportBatch.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# --- templates and roster batches --------------------------------------------------
+
+
+def _csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def sales_template_csv() -> bytes:
+    product = db.session.scalar(
+        select(Product).where(Product.status == "published").order_by(Product.id)
+    )
+    name = product.name if product else "树莓果酒"
+    price = format_fen_plain(product.price_fen) if product else "158.00"
+    today = datetime.now(SHANGHAI).date().isoformat()
+    return _csv_bytes(
+        [label for _f, label, _a in SALES_COLUMNS],
+        [
+            [today, name, "2", price, "", "", "", "微信", "王小明", "实名打码", "", "0001"],
+            [today, name, "1", price, "", "", "", "现金", "", "匿名", "", "0002"],
+        ],
+    )
+
+
+def income_template_csv() -> bytes:
+    codes = list(db.session.scalars(select(Household.code).order_by(Household.code).limit(2)))
+    codes += ["SJ-001", "SJ-002"][len(codes) :]
+    year = str(datetime.now(SHANGHAI).year)
+    return _csv_bytes(
+        [label for _f, label, _a in INCOME_COLUMNS],
+        [
+            [codes[0], "土地租金", year, "2.5", "340", "", "", "", ""],
+            [codes[1], "务工工资", f"{year}-03", "22", "120", "", "", "", ""],
+        ],
+    )
+
+
+def roster_csv(
+    channel: str,
+    period: str,
+    rate_fen: int = 0,
+    pool_fen: int = 0,
+    basis: str = "equal",
+    payer: str = "",
+    days: dict[str, int] | None = None,
+) -> bytes:
+    """The register's households for one channel as an income CSV, ready to preview:
+    land (each household's mu × rent per mu), wages (days, when given, × daily rate —
+    otherwise a sheet to fill in), dividends (a pool split by weight with the
+    largest-remainder method) or co-op (one share each × amount per share)."""
+    households = income_services.roster_households(channel)
+    label = {"land": "土地租金", "wages": "务工工资", "dividend": "分红", "coop": "合作社"}[channel]
+    payer = payer or income_services.default_payer(channel)
+    rows = []
+    if channel == "dividend":
+        from ledger.income import dividend_parts
+
+        weights = income_services.dividend_weights(households, basis)
+        if not weights:
+            raise OfflineError(_("名册里没有符合条件的农户。"))
+        parts = dividend_parts(pool_fen, weights)
+        for code in sorted(parts):
+            if parts[code]:
+                rows.append(
+                    [
+                        code,
+                        label,
+                        period,
+                        str(weights[code]),
+                        "",
+                        format_fen_plain(parts[code]),
+                        payer,
+                        "",
+                        f"分红池 {format_fen_plain(pool_fen)} 元按权重分配",
+                    ]
+                )
+    else:
+        for household in households:
+            if channel == "land":
+                quantity = f"{household.land_mu:.2f}"
+            elif channel == "wages":
+                quantity = (
+                    format_fen_plain(days[household.code])
+                    if days and household.code in days
+                    else ""
+                )
+            else:
+                quantity = "1"
+            rows.append(
+                [
+                    household.code,
+                    label,
+                    period,
+                    quantity,
+                    format_fen_plain(rate_fen),
+                    "",
+                    payer,
+                    "",
+                    "",
+                ]
+            )
+    if not rows:
+        raise OfflineError(_("名册里没有符合条件的农户。"))
+    return _csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)

@@ -1,0 +1,404 @@
+"""Household income beyond sales: land rent, park wages, dividends and co-op shares.
+
+The shop's side of :mod:`ledger.income`: it turns households, periods and rates typed
+by the village team into postings, one per household, with a :class:`HouseholdIncome`
+row beside each. Keys come from the cause — channel, period, household — so the same
+income cannot be booked twice (by hand or by re-uploading a file). After a reversal the
+same income may be booked again, under the next revision of the key (``…#2``).
+
+Public functions own their transaction: commit on success, roll back before raising
+:class:`~shop.offline.services.OfflineError`.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select, update
+
+from ledger import income as ledger_income
+from ledger.posting import LedgerError, Overdrawn
+from shop.benefits.services import PROGRAMME_COLLECTIVE
+from shop.db import utcnow
+from shop.extensions import db
+from shop.households.models import Enterprise, Household
+from shop.offline.models import HouseholdIncome
+from shop.offline.services import OfflineError
+
+PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4]|-H[12])?$")
+MAX_AMOUNT_FEN = 100_000_000  # ¥1,000,000 to one household at once: surely a typo
+DEFAULT_COOP = "coop:双井村树莓专业合作社"
+
+
+def channel_labels() -> dict[str, str]:
+    return {
+        "land": _("土地流转租金"),
+        "wages": _("园区务工工资"),
+        "dividend": _("产业分红"),
+        "coop": _("合作社分红"),
+    }
+
+
+def quantity_labels() -> dict[str, str]:
+    return {"land": _("亩"), "wages": _("天"), "dividend": _("权重"), "coop": _("份")}
+
+
+def payer_choices() -> list[tuple[str, str]]:
+    """Accounts that pay households: each enterprise, the village collective, the co-op."""
+    choices = [
+        (f"enterprise:{e.id}", e.name)
+        for e in db.session.scalars(select(Enterprise).order_by(Enterprise.id))
+    ]
+    choices.append((PROGRAMME_COLLECTIVE, _("村集体（帮扶项目）")))
+    from ledger.models import Account
+
+    coops = list(
+        db.session.scalars(
+            select(Account.code).where(Account.kind == "coop").order_by(Account.code)
+        )
+    )
+    for code in [DEFAULT_COOP, *[c for c in coops if c != DEFAULT_COOP]]:
+        choices.append((code, code.split(":", 1)[1]))
+    return choices
+
+
+def default_payer(channel: str) -> str:
+    if channel in ("land", "wages"):
+        enterprise_id = db.session.scalar(select(Enterprise.id).order_by(Enterprise.id))
+        return f"enterprise:{enterprise_id}" if enterprise_id else PROGRAMME_COLLECTIVE
+    if channel == "coop":
+        return DEFAULT_COOP
+    return PROGRAMME_COLLECTIVE
+
+
+def parse_payer(text: str) -> str:
+    """A payer typed in a form or file → an account code; raises OfflineError."""
+    value = (text or "").strip()
+    if not value:
+        raise OfflineError(_("请填写付款方。"), "payer")
+    if value.split(":", 1)[0] in ledger_income.PAYER_KINDS and ":" in value:
+        code = value
+    elif value in ("村集体", "集体", "collective"):
+        code = PROGRAMME_COLLECTIVE
+    elif value.endswith("合作社"):
+        code = f"coop:{value}"
+    else:
+        enterprise_id = db.session.scalar(select(Enterprise.id).where(Enterprise.name == value))
+        if enterprise_id is None:
+            raise OfflineError(
+                _("不认识的付款方“%(name)s”：请填企业全称、“村集体”或“××合作社”。", name=value),
+                "payer",
+            )
+        code = f"enterprise:{enterprise_id}"
+    if len(code) > 64:
+        raise OfflineError(_("付款方名称太长。"), "payer")
+    return code
+
+
+def parse_period(text: str) -> str:
+    value = (text or "").strip().upper().replace("/", "-")
+    if not PERIOD.match(value):
+        raise OfflineError(_("期间请写成 2026、2026-03、2026-Q1 或 2026-H1 这样的格式。"), "period")
+    return value
+
+
+def parse_hundredths(text: str, field: str, label: str) -> int:
+    """ "2.5" → 250: a non-negative number with at most two decimals, in hundredths."""
+    raw = (text or "").strip().replace(",", "")
+    if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", raw):
+        raise OfflineError(_("“%(label)s”须是数字，最多两位小数。", label=label), field)
+    try:
+        return int(Decimal(raw) * 100)
+    except InvalidOperation:  # pragma: no cover - the pattern rules it out
+        raise OfflineError(_("“%(label)s”须是数字。", label=label), field) from None
+
+
+@dataclass(frozen=True)
+class IncomeInput:
+    """One household's income as typed: either quantity × rate, or the amount, or both
+    (then they must agree). Money in fen; quantity in hundredths."""
+
+    household_code: str
+    channel: str
+    period: str
+    payer_account: str
+    quantity_hundredths: int | None = None
+    rate_fen: int | None = None
+    amount_fen: int | None = None
+    memo: str = ""
+    paid_on: date | None = None
+
+
+@dataclass(frozen=True)
+class CleanIncome:
+    household_id: int
+    household_code: str
+    channel: str
+    period: str
+    payer_account: str
+    quantity_hundredths: int
+    rate_fen: int
+    amount_fen: int
+    memo: str
+    paid_on: date | None
+    key: str
+    already_posted: bool  # the same income is in the ledger: posting it is a no-op
+
+
+def computed_amount(channel: str, quantity_hundredths: int, rate_fen: int) -> int:
+    if channel == "land":
+        return ledger_income.land_rent_fen(quantity_hundredths, rate_fen)
+    if channel == "wages":
+        return ledger_income.wages_fen(quantity_hundredths, rate_fen)
+    # co-op shares and dividends by weight: quantity × rate, half up
+    return (quantity_hundredths * rate_fen * 2 + 100) // 200
+
+
+def check_income(values: IncomeInput, households: dict[str, Household] | None = None):
+    """Validate one income entry against the register and the ledger.
+
+    Returns a :class:`CleanIncome`; raises :class:`OfflineError` naming the problem.
+    """
+    labels = channel_labels()
+    if values.channel not in labels:
+        raise OfflineError(
+            _("收入类别须是土地流转租金、园区务工工资、产业分红或合作社分红。"), "channel"
+        )
+    code = (values.household_code or "").strip().upper()
+    if households is not None:
+        household = households.get(code)
+    else:
+        household = db.session.scalar(select(Household).where(Household.code == code))
+    if household is None:
+        raise OfflineError(_("没有户编码为“%(code)s”的农户。", code=code), "household_code")
+    period = parse_period(values.period)
+    if len(values.memo) > 120:
+        raise OfflineError(_("备注不能超过120个字。"), "memo")
+    quantity, rate = values.quantity_hundredths, values.rate_fen
+    amount = values.amount_fen
+    if quantity is not None and rate is not None:
+        computed = computed_amount(values.channel, quantity, rate)
+        if amount is not None and amount != computed:
+            raise OfflineError(
+                _(
+                    "金额 %(amount)s 与数量×单价 %(computed)s 不符。",
+                    amount=_yuan(amount),
+                    computed=_yuan(computed),
+                ),
+                "amount",
+            )
+        amount = computed
+    elif amount is None:
+        hint = {
+            "land": _("请填写亩数和每亩租金，或直接填写金额。"),
+            "wages": _("请填写天数和日工资，或直接填写金额。"),
+            "dividend": _("请填写分红金额。"),
+            "coop": _("请填写份数和每份金额，或直接填写金额。"),
+        }[values.channel]
+        raise OfflineError(hint, "amount")
+    if not 0 < amount <= MAX_AMOUNT_FEN:
+        raise OfflineError(_("金额须大于零且不超过 ¥1,000,000。"), "amount")
+    ledger_income.payer_account_kind(values.payer_account)  # LedgerError if malformed
+
+    key, already = _key_for(values.channel, period, code, amount, values.payer_account)
+    return CleanIncome(
+        household_id=household.id,
+        household_code=code,
+        channel=values.channel,
+        period=period,
+        payer_account=values.payer_account,
+        quantity_hundredths=quantity or 0,
+        rate_fen=rate or 0,
+        amount_fen=amount,
+        memo=values.memo.strip(),
+        paid_on=values.paid_on,
+        key=key,
+        already_posted=already,
+    )
+
+
+def _yuan(fen: int) -> str:
+    from shop.formatting import format_fen
+
+    return format_fen(fen)
+
+
+def _key_for(channel: str, period: str, code: str, amount: int, payer: str) -> tuple[str, bool]:
+    """The key to post under, and whether this very income is already posted.
+
+    Raises OfflineError when the household already has a different amount booked for
+    the period: that is a correction, made by reversing the first one."""
+    records = list(
+        db.session.scalars(
+            select(HouseholdIncome).where(
+                HouseholdIncome.channel == channel,
+                HouseholdIncome.period == period,
+                HouseholdIncome.household_code == code,
+            )
+        )
+    )
+    active = [r for r in records if r.reversal_transaction_id is None]
+    if active:
+        record = active[0]
+        if record.amount_fen == amount and record.payer_account == payer:
+            return record.key, True
+        raise OfflineError(
+            _(
+                "户 %(code)s 在 %(period)s 的%(kind)s已入账 %(amount)s；如需更正，请先冲销原记录。",
+                code=code,
+                period=period,
+                kind=channel_labels()[channel],
+                amount=_yuan(record.amount_fen),
+            ),
+            "amount",
+        )
+    return ledger_income.income_key(channel, period, code, len(records) + 1), False
+
+
+def post_clean(
+    clean: CleanIncome,
+    batch_id: int | None = None,
+    row_number: int | None = None,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[HouseholdIncome | None, bool]:
+    """Post one checked income entry (flush, no commit). Returns (row, created)."""
+    if clean.already_posted:
+        return db.session.scalar(
+            select(HouseholdIncome).where(HouseholdIncome.key == clean.key)
+        ), False
+    labels = channel_labels()
+    payer_name = dict(payer_choices()).get(clean.payer_account, "")
+    posted = ledger_income.post_income(
+        db.session,
+        clean.key,
+        clean.channel,
+        clean.payer_account,
+        clean.household_code,
+        clean.amount_fen,
+        memo=f"{labels[clean.channel]} {clean.period} {clean.memo}".strip()[:200],
+        payer_name=payer_name[:120],
+        now=now,
+    )
+    if not posted.created:
+        raise OfflineError(_("这笔收入刚刚被别人同时入账了，请刷新页面查看。"))
+    record = HouseholdIncome(
+        key=clean.key,
+        channel=clean.channel,
+        household_id=clean.household_id,
+        household_code=clean.household_code,
+        period=clean.period,
+        quantity_hundredths=clean.quantity_hundredths,
+        rate_fen=clean.rate_fen,
+        amount_fen=clean.amount_fen,
+        payer_account=clean.payer_account,
+        memo=clean.memo,
+        paid_on=clean.paid_on,
+        batch_id=batch_id,
+        row_number=row_number,
+        transaction_id=posted.id,
+        created_by_id=user_id,
+    )
+    db.session.add(record)
+    db.session.flush()
+    return record, posted.created
+
+
+def record_income(values: IncomeInput, user_id: int | None = None) -> tuple[HouseholdIncome, bool]:
+    """Book one household's income; commits. Returns (row, created) — ``created`` is
+    False when exactly this income was already booked. Raises :class:`OfflineError`."""
+    try:
+        clean = check_income(values)
+        record, created = post_clean(clean, user_id=user_id)
+        db.session.commit()
+    except OfflineError:
+        db.session.rollback()
+        raise
+    except LedgerError as error:
+        db.session.rollback()
+        raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
+    return record, created
+
+
+def reverse_income(income_id: int, user_id: int | None = None) -> HouseholdIncome:
+    """Reverse a booked income whole (kind ``income_reversal``); idempotent; commits.
+
+    Raises :class:`OfflineError` — e.g. when the household has already been paid out
+    and is owed less than the amount to take back."""
+    record = db.session.get(HouseholdIncome, income_id)
+    if record is None:
+        raise OfflineError(_("没有这条收入记录。"))
+    if record.reversal_transaction_id is not None:
+        return record
+    try:
+        posted = ledger_income.reverse_income(
+            db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
+        )
+        db.session.execute(
+            update(HouseholdIncome)
+            .where(
+                HouseholdIncome.id == record.id, HouseholdIncome.reversal_transaction_id.is_(None)
+            )
+            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    except Overdrawn:
+        db.session.rollback()
+        raise OfflineError(
+            _("该户的这笔收入已打款到银行卡，账上余额不足以冲销。请与农户协商后另行处理。")
+        ) from None
+    except LedgerError as error:
+        db.session.rollback()
+        raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
+    db.session.refresh(record)
+    return record
+
+
+# --- roster batches: the whole register at once, reviewed as a CSV before posting ----
+
+
+def roster_households(channel: str) -> list[Household]:
+    """Active households linked to a channel: land rented out, park workers, dividend
+    holders, co-op members."""
+    flag = {
+        "land": Household.land_mu > 0,
+        "wages": Household.employed.is_(True),
+        "dividend": Household.dividend.is_(True),
+        "coop": Household.coop_member.is_(True),
+    }[channel]
+    return list(
+        db.session.scalars(
+            select(Household).where(Household.active.is_(True), flag).order_by(Household.code)
+        )
+    )
+
+
+def dividend_weights(households: list[Household], basis: str) -> dict[str, int]:
+    measures = {
+        "equal": lambda h: 1,
+        "members": lambda h: h.members,
+        "land": lambda h: int((h.land_mu or Decimal(0)) * 100),
+    }
+    measure = measures[basis]
+    return {h.code: measure(h) for h in households if measure(h) > 0}
+
+
+def income_totals_by_channel() -> dict[str, int]:
+    """Programme totals per income channel (fen), straight from the ledger."""
+    return ledger_income.income_totals(db.session)
+
+
+def recent_income(channel: str | None = None, query: str = "", limit: int = 200):
+    stmt = select(HouseholdIncome).order_by(HouseholdIncome.id.desc()).limit(limit)
+    if channel:
+        stmt = stmt.where(HouseholdIncome.channel == channel)
+    if query:
+        stmt = stmt.where(HouseholdIncome.household_code == query.strip().upper())
+    return list(db.session.scalars(stmt))
+
+
+def income_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(HouseholdIncome)) or 0

@@ -1,0 +1,401 @@
+import secrets
+from datetime import date, datetime, timedelta
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from shop.auth.decorators import role_required
+from shop.console.forms import ActionForm
+from shop.console.services import ConsoleError, yuan_to_fen
+from shop.extensions import db
+from shop.formatting import SHANGHAI, format_fen
+from shop.households.importer import ImportFailed
+from shop.offline import importer, income, services
+from shop.offline.forms import (
+    HallSaleForm,
+    IncomeForm,
+    IncomeUploadForm,
+    ReportForm,
+    RosterForm,
+    SalesUploadForm,
+)
+from shop.offline.models import ImportBatch
+
+bp = Blueprint("offline", __name__)
+
+
+def _csv_response(data: bytes, filename: str) -> Response:
+    return Response(
+        data,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
+    )
+
+
+# --- sales -------------------------------------------------------------------------
+
+
+def _hall_form() -> HallSaleForm:
+    form = HallSaleForm()
+    products = services.sale_products()
+    form.product_id.choices = [
+        (p.id, f"{p.name}（{format_fen(p.price_fen)}/{p.unit}，库存 {p.stock}）") for p in products
+    ]
+    form.payment_method.choices = list(services.payment_labels().items())
+    if not form.token.data:
+        form.token.data = secrets.token_urlsafe(16)
+    return form
+
+
+@bp.route("/", methods=["GET", "POST"])
+@role_required("staff")
+def sales():
+    form = _hall_form()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            price = (
+                yuan_to_fen(form.unit_price.data, "unit_price")
+                if (form.unit_price.data or "").strip()
+                else None
+            )
+            product = next(p for p in services.sale_products() if p.id == form.product_id.data)
+            display = form.board_display.data or "anonymous"
+            buyer = form.buyer_name.data or ""
+            record = services.record_hall_sale(
+                services.SaleInput(
+                    product_id=product.id,
+                    quantity=form.quantity.data,
+                    unit_price_fen=price if price is not None else product.price_fen,
+                    payment_method=form.payment_method.data,
+                    board_display=display if buyer or display == "anonymous" else "anonymous",
+                    board_name=services.board_name_for(display, buyer, buyer),
+                    organization=(form.organization.data or "").strip(),
+                ),
+                form.token.data,
+                user_id=current_user.id,
+            )
+        except (services.OfflineError, ConsoleError, StopIteration) as error:
+            flash(getattr(error, "message", _("请选择商品。")), "error")
+            status = 422
+        else:
+            flash(
+                _(
+                    "已记账：%(name)s ×%(qty)s，%(amount)s，其中 %(share)s 直达农户。",
+                    name=record.product_name,
+                    qty=record.quantity,
+                    amount=format_fen(record.total_fen),
+                    share=format_fen(record.beneficiary_fen),
+                ),
+                "success",
+            )
+            return redirect(url_for("offline.sales"))
+    elif request.method == "POST":
+        status = 422
+    return render_template(
+        "offline/sales.html",
+        form=form,
+        upload_form=SalesUploadForm(),
+        sales=services.recent_sales(),
+        batches=importer.recent_batches("sales"),
+        channel_labels=services.channel_labels(),
+        payment_labels=services.payment_labels(),
+        action_form=ActionForm(),
+    ), status
+
+
+@bp.route("/sales/upload", methods=["POST"])
+@role_required("staff")
+def upload_sales():
+    form = SalesUploadForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for("offline.sales") + "#upload")
+    upload = form.file.data
+    try:
+        batch = importer.create_batch(
+            "sales",
+            upload.read(importer.MAX_BYTES + 1),
+            upload.filename or "",
+            channel=form.channel.data,
+            session_name=form.session_name.data or "",
+            starts_on=form.starts_on.data,
+            ends_on=form.ends_on.data,
+            user_id=current_user.id,
+        )
+    except ImportFailed as failed:
+        for error in failed.errors:
+            flash(error, "error")
+        return redirect(url_for("offline.sales") + "#upload")
+    return redirect(url_for("offline.batch", batch_id=batch.id))
+
+
+@bp.route("/sales/template.csv")
+@role_required("staff")
+def sales_template():
+    return _csv_response(importer.sales_template_csv(), "offline-sales-template.csv")
+
+
+@bp.route("/sales/<int:sale_id>/reverse", methods=["POST"])
+@role_required("admin")
+def reverse_sale(sale_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        services.reverse_sale(sale_id, current_user.id)
+    except services.OfflineError as error:
+        flash(error.message, "error")
+    else:
+        flash(_("已冲销这笔线下销售，商品已放回库存。"), "success")
+    return redirect(url_for("offline.sales"))
+
+
+# --- batches (sales and income) ----------------------------------------------------
+
+
+def _batch_or_404(batch_id: int) -> ImportBatch:
+    batch = db.session.get(ImportBatch, batch_id)
+    if batch is None:
+        abort(404)
+    return batch
+
+
+@bp.route("/batches/<int:batch_id>")
+@role_required("staff")
+def batch(batch_id: int):
+    found = _batch_or_404(batch_id)
+    return render_template(
+        "offline/batch.html",
+        batch=found,
+        preview=importer.preview(found),
+        action_form=ActionForm(),
+        channel_labels=services.channel_labels(),
+        income_labels=income.channel_labels(),
+    )
+
+
+@bp.route("/batches/<int:batch_id>/confirm", methods=["POST"])
+@role_required("staff")
+def confirm_batch(batch_id: int):
+    found = _batch_or_404(batch_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        result = importer.confirm(found.id, current_user.id)
+    except ImportFailed as failed:
+        for error in failed.errors[:20]:
+            flash(error, "error")
+    else:
+        posted = result.batch.posted_rows
+        flash(
+            _(
+                "已入账 %(n)s 行，跳过已入账的 %(m)s 行。",
+                n=posted,
+                m=result.batch.skipped_rows,
+            ),
+            "success",
+        )
+    return redirect(url_for("offline.batch", batch_id=found.id))
+
+
+# --- income ------------------------------------------------------------------------
+
+
+def _income_form() -> IncomeForm:
+    form = IncomeForm()
+    form.channel.choices = list(income.channel_labels().items())
+    form.payer.choices = income.payer_choices()
+    return form
+
+
+def _roster_form() -> RosterForm:
+    form = RosterForm()
+    form.payer.choices = income.payer_choices()
+    if not form.period.data:
+        form.period.data = str(datetime.now(SHANGHAI).year)
+    return form
+
+
+def _income_page(form=None, status=200, roster_form=None):
+    channel = request.args.get("channel") or None
+    query = request.args.get("q", "")
+    upload_form = IncomeUploadForm()
+    upload_form.payer.choices = [("", _("按类别默认")), *income.payer_choices()]
+    return render_template(
+        "offline/income.html",
+        form=form or _income_form(),
+        roster_form=roster_form or _roster_form(),
+        upload_form=upload_form,
+        records=income.recent_income(channel, query),
+        totals=income.income_totals_by_channel(),
+        batches=importer.recent_batches("income"),
+        labels=income.channel_labels(),
+        quantity_labels=income.quantity_labels(),
+        channel=channel,
+        query=query,
+        action_form=ActionForm(),
+    ), status
+
+
+@bp.route("/income", methods=["GET", "POST"])
+@role_required("staff")
+def income_page():
+    form = _income_form()
+    if not form.validate_on_submit():
+        return _income_page(form, 422 if request.method == "POST" else 200)
+    try:
+        quantity = (
+            income.parse_hundredths(form.quantity.data, "quantity", _("数量"))
+            if (form.quantity.data or "").strip()
+            else None
+        )
+        rate = yuan_to_fen(form.rate.data, "rate") if (form.rate.data or "").strip() else None
+        amount = (
+            yuan_to_fen(form.amount.data, "amount") if (form.amount.data or "").strip() else None
+        )
+        if form.channel.data == "coop" and quantity is None and rate is not None:
+            quantity = 100
+        record, created = income.record_income(
+            income.IncomeInput(
+                household_code=form.household_code.data,
+                channel=form.channel.data,
+                period=form.period.data,
+                payer_account=form.payer.data,
+                quantity_hundredths=quantity,
+                rate_fen=rate,
+                amount_fen=amount,
+                memo=form.memo.data or "",
+            ),
+            current_user.id,
+        )
+    except (services.OfflineError, ConsoleError) as error:
+        target = getattr(form, error.field or "", None)
+        if target is not None and hasattr(target, "errors"):
+            target.errors = [*target.errors, error.message]
+        else:
+            flash(error.message, "error")
+        return _income_page(form, 422)
+    if created:
+        flash(
+            _(
+                "已记入户 %(code)s：%(kind)s %(amount)s。",
+                code=record.household_code,
+                kind=income.channel_labels()[record.channel],
+                amount=format_fen(record.amount_fen),
+            ),
+            "success",
+        )
+    else:
+        flash(_("这笔收入之前已经入账，没有重复记账。"), "success")
+    return redirect(url_for("offline.income_page"))
+
+
+@bp.route("/income/upload", methods=["POST"])
+@role_required("staff")
+def upload_income():
+    form = IncomeUploadForm()
+    form.payer.choices = [("", ""), *income.payer_choices()]
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for("offline.income_page") + "#upload")
+    upload = form.file.data
+    try:
+        batch = importer.create_batch(
+            "income",
+            upload.read(importer.MAX_BYTES + 1),
+            upload.filename or "",
+            session_name=form.payer.data or "",
+            user_id=current_user.id,
+        )
+    except ImportFailed as failed:
+        for error in failed.errors:
+            flash(error, "error")
+        return redirect(url_for("offline.income_page") + "#upload")
+    return redirect(url_for("offline.batch", batch_id=batch.id))
+
+
+@bp.route("/income/roster", methods=["POST"])
+@role_required("staff")
+def income_roster():
+    form = _roster_form()
+    if not form.validate_on_submit():
+        return _income_page(roster_form=form, status=422)
+    channel = form.channel.data
+    try:
+        period = income.parse_period(form.period.data)
+        rate = yuan_to_fen(form.rate.data, "rate") if (form.rate.data or "").strip() else 0
+        pool = yuan_to_fen(form.pool.data, "pool") if (form.pool.data or "").strip() else 0
+        if channel in ("land", "coop") and not rate:
+            raise services.OfflineError(_("请填写单价。"), "rate")
+        if channel == "dividend" and not pool:
+            raise services.OfflineError(_("请填写分红池总额。"), "pool")
+        data = importer.roster_csv(channel, period, rate, pool, form.basis.data, form.payer.data)
+    except (services.OfflineError, ConsoleError) as error:
+        flash(error.message, "error")
+        return _income_page(roster_form=form, status=422)
+    if channel == "wages":
+        # Days differ per worker: hand the team the sheet to fill in and upload.
+        return _csv_response(data, f"wages-{period}.csv")
+    batch = importer.create_batch(
+        "income", data, f"名册·{income.channel_labels()[channel]}·{period}", user_id=current_user.id
+    )
+    return redirect(url_for("offline.batch", batch_id=batch.id))
+
+
+@bp.route("/income/template.csv")
+@role_required("staff")
+def income_template():
+    return _csv_response(importer.income_template_csv(), "household-income-template.csv")
+
+
+@bp.route("/income/<int:income_id>/reverse", methods=["POST"])
+@role_required("admin")
+def reverse_income(income_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        income.reverse_income(income_id, current_user.id)
+    except services.OfflineError as error:
+        flash(error.message, "error")
+    else:
+        flash(_("已冲销这笔收入。"), "success")
+    return redirect(url_for("offline.income_page"))
+
+
+# --- reports -----------------------------------------------------------------------
+
+
+@bp.route("/reports")
+@role_required("staff")
+def reports():
+    form = ReportForm(request.args)
+    today = datetime.now(SHANGHAI).date()
+    form.validate()
+    end = form.end.data or today
+    start = form.start.data or date(end.year, 1, 1)
+    if start > end:
+        start, end = end, start
+    if end - start > timedelta(days=3660):
+        start = end - timedelta(days=3660)
+    group = form.group.data if form.group.data in ("channel", "product", "day") else "channel"
+    rows = services.sales_report(group, start, end)
+    if request.args.get("format") == "csv":
+        return _csv_response(
+            services.report_csv(group, rows), f"sales-by-{group}-{start}-{end}.csv"
+        )
+    return render_template(
+        "offline/reports.html",
+        form=form,
+        rows=rows,
+        group=group,
+        start=start,
+        end=end,
+        total_amount=sum(r.amount_fen for r in rows),
+        total_share=sum(r.beneficiary_fen for r in rows),
+        total_units=sum(r.units for r in rows),
+    )

@@ -1,0 +1,402 @@
+"""Offline sales: the exhibition hall counter, events and live-stream sessions.
+
+Each sold line is one ledger transaction of kind ``offline_sale`` (``ledger.sales.post_sale``,
+the same benefit rules as an online order), debiting the till of its channel —
+``cash:hall``, ``cash:event:<session id>`` or ``cash:live:<session id>`` — with an
+:class:`OfflineSale` row beside it. Stock decreases by a conditional UPDATE, so two
+counters (or two workers) can never sell the same last box.
+
+Idempotency: every row has a key (the ledger key, also ``OfflineSale.row_key``) derived
+from its cause — the counter form's one-time token, or an uploaded row's content (or its
+receipt number) — so submitting the form twice or uploading the same rows again posts
+nothing new.
+
+Times: the ledger books a sale when it is recorded (the chain's time is the time of
+writing, and the benefit rule in force then applies); the day the goods were sold is
+``OfflineSale.sold_at``, which reports group by. Money is integer fen throughout.
+
+Public functions own their transaction: they commit on success and roll back before
+raising :class:`OfflineError`.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from flask_babel import gettext as _
+from sqlalchemy import select, update
+
+from ledger import sales as ledger_sales
+from ledger.posting import LedgerError, ensure_account, find
+from shop.benefits.services import remainder_account
+from shop.catalog.models import Product
+from shop.db import utcnow
+from shop.extensions import db
+from shop.formatting import SHANGHAI, format_fen_plain
+from shop.offline.models import OfflineSale, SalesSession
+from shop.orders.services import ANONYMOUS_BOARD_NAME
+
+HALL_NAME = "扶贫馆"
+MAX_QUANTITY = 9999
+MAX_PRICE_FEN = 10_000_000
+
+
+class OfflineError(ValueError):
+    """Something the village team can fix; ``message`` is for people."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def channel_labels() -> dict[str, str]:
+    return {"online": _("网店"), "hall": _("扶贫馆"), "event": _("展销活动"), "live": _("直播")}
+
+
+def payment_labels() -> dict[str, str]:
+    return {
+        "cash": _("现金"),
+        "wechat": _("微信"),
+        "alipay": _("支付宝"),
+        "card": _("银行卡"),
+        "transfer": _("对公转账"),
+        "other": _("其他"),
+    }
+
+
+def local_noon(day: date) -> datetime:
+    return datetime.combine(day, time(12, 0), tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def board_name_for(display: str, buyer_name: str = "", nickname: str = "") -> str:
+    """The love board's name for an offline buyer: "王*", a nickname, or 爱心人士.
+
+    Only this is stored; the buyer's full name never is."""
+    if display == "nickname" and nickname.strip():
+        return nickname.strip()[:40]
+    if display == "masked" and buyer_name.strip():
+        return buyer_name.strip()[0] + "*"
+    return ANONYMOUS_BOARD_NAME
+
+
+@dataclass(frozen=True)
+class SaleInput:
+    """One offline sale line as plain values (money in fen)."""
+
+    product_id: int
+    quantity: int
+    unit_price_fen: int
+    payment_method: str = "cash"
+    board_display: str = "anonymous"
+    board_name: str = ANONYMOUS_BOARD_NAME
+    organization: str = ""
+    sold_at: datetime | None = None
+    receipt_no: str = ""
+
+
+def sale_row_key(channel: str, session_name: str, sale: SaleInput, occurrence: int = 1) -> str:
+    """The ledger key of an uploaded row: its receipt number within the session if it has
+    one, else its content (plus which identical copy in the file it is)."""
+    if sale.receipt_no:
+        cause = f"{channel}|{session_name}|receipt|{sale.receipt_no}"
+    else:
+        sold = sale.sold_at.astimezone(SHANGHAI).isoformat() if sale.sold_at else ""
+        cause = "|".join(
+            str(part)
+            for part in (
+                channel, session_name, sold, sale.product_id, sale.quantity,
+                sale.unit_price_fen, sale.payment_method, sale.board_display,
+                sale.board_name, sale.organization, occurrence,
+            )
+        )  # fmt: skip
+    return f"offline_sale:{channel}:" + hashlib.sha256(cause.encode("utf-8")).hexdigest()[:40]
+
+
+def get_session(channel: str, name: str = "", starts_on=None, ends_on=None) -> SalesSession:
+    """The hall, or the event/live session called ``name`` (created if new; flush only).
+
+    Dates given for an existing session widen its span, never narrow it."""
+    if channel == "hall":
+        name = HALL_NAME
+    session = db.session.scalar(
+        select(SalesSession).where(SalesSession.channel == channel, SalesSession.name == name)
+    )
+    if session is None:
+        session = SalesSession(channel=channel, name=name, starts_on=starts_on, ends_on=ends_on)
+        db.session.add(session)
+        db.session.flush()
+    else:
+        if starts_on and (session.starts_on is None or starts_on < session.starts_on):
+            session.starts_on = starts_on
+        if ends_on and (session.ends_on is None or ends_on > session.ends_on):
+            session.ends_on = ends_on
+    labels = channel_labels()
+    ensure_account(db.session, session.cash_account, "cash", f"{labels[channel]}·{name}"[:120])
+    return session
+
+
+def post_sale_row(
+    sales_session: SalesSession,
+    sale: SaleInput,
+    key: str,
+    batch_id: int | None = None,
+    row_number: int | None = None,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[OfflineSale, bool]:
+    """Take the stock and post one line (flush, no commit). Returns (row, created).
+
+    A key already posted returns its row and changes nothing. Raises
+    :class:`OfflineError` when the product is gone or has too little stock.
+    """
+    existing = db.session.scalar(select(OfflineSale).where(OfflineSale.row_key == key))
+    if existing is not None:
+        return existing, False
+    product = db.session.get(Product, sale.product_id)
+    if product is None or product.status == "archived":
+        raise OfflineError(_("商品不存在或已归档。"), "product_id")
+    taken = db.session.execute(
+        update(Product)
+        .where(Product.id == product.id, Product.stock >= sale.quantity)
+        .values(stock=Product.stock - sale.quantity)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        raise OfflineError(
+            _("“%(name)s”库存不足（现有 %(stock)s）。", name=product.name, stock=product.stock),
+            "quantity",
+        )
+    moment = now or utcnow()
+    sold_at = sale.sold_at or moment
+    line = ledger_sales.SaleLine(
+        product.id, sale.unit_price_fen, sale.quantity, remainder_account(product.id)
+    )
+    labels = channel_labels()
+    memo = (
+        f"{labels[sales_session.channel]}·{sales_session.name} "
+        f"{sold_at.astimezone(SHANGHAI):%Y-%m-%d} {product.name}×{sale.quantity}"
+    )[:200]
+    result = ledger_sales.post_sale(
+        db.session,
+        key,
+        [line],
+        paid_at=moment,
+        memo=memo,
+        kind="offline_sale",
+        debit_account=sales_session.cash_account,
+    )
+    if not result.posted.created:
+        # Not in our table a moment ago, yet in the ledger now: a twin request won the race.
+        raise OfflineError(_("这笔销售刚刚被别人同时入账了，请刷新页面查看。"))
+    record = OfflineSale(
+        row_key=key,
+        channel=sales_session.channel,
+        session_id=sales_session.id,
+        session_name=sales_session.name,
+        batch_id=batch_id,
+        row_number=row_number,
+        sold_at=sold_at,
+        sold_on=sold_at.astimezone(SHANGHAI).date(),
+        product_id=product.id,
+        product_name=product.name,
+        unit=product.unit,
+        quantity=sale.quantity,
+        unit_price_fen=sale.unit_price_fen,
+        total_fen=sale.unit_price_fen * sale.quantity,
+        beneficiary_fen=sum(a.share_fen for a in result.allocations),
+        payment_method=sale.payment_method,
+        board_display=sale.board_display,
+        board_name=sale.board_name,
+        organization=sale.organization,
+        receipt_no=sale.receipt_no,
+        transaction_id=result.posted.id,
+        created_by_id=user_id,
+    )
+    db.session.add(record)
+    db.session.flush()
+    return record, True
+
+
+def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) -> OfflineSale:
+    """One sale at the exhibition hall counter; ``token`` is the form's one-time token,
+    so a double submit posts once. Commits. Raises :class:`OfflineError`."""
+    if not token or len(token) > 64:
+        raise OfflineError(_("页面已过期，请刷新后重试。"))
+    validate_sale(sale)
+    try:
+        hall = get_session("hall")
+        record, _created = post_sale_row(hall, sale, f"offline_sale:hall:{token}", user_id=user_id)
+        db.session.commit()
+    except (OfflineError, LedgerError) as error:
+        db.session.rollback()
+        if isinstance(error, OfflineError):
+            raise
+        raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
+    return record
+
+
+def validate_sale(sale: SaleInput) -> None:
+    if not 1 <= sale.quantity <= MAX_QUANTITY:
+        raise OfflineError(_("数量须为 1 到 %(max)s 的整数。", max=MAX_QUANTITY), "quantity")
+    if not 0 < sale.unit_price_fen <= MAX_PRICE_FEN:
+        raise OfflineError(_("单价须大于零且不超过 ¥100,000。"), "unit_price")
+    if sale.payment_method not in payment_labels():
+        raise OfflineError(_("请选择付款方式。"), "payment_method")
+    if len(sale.organization) > 60:
+        raise OfflineError(_("单位名称不能超过60个字。"), "organization")
+
+
+def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True) -> OfflineSale:
+    """Reverse a recorded offline sale whole (a refund of the ledger transaction) and put
+    the goods back in stock. Idempotent. Commits. Raises :class:`OfflineError`."""
+    record = db.session.get(OfflineSale, sale_id)
+    if record is None:
+        raise OfflineError(_("没有这笔线下销售。"))
+    if record.reversal_transaction_id is not None:
+        return record
+    try:
+        posted = ledger_sales.post_refund(
+            db.session,
+            f"offline_refund:{record.id}",
+            record.row_key,
+            record.total_fen,
+            memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
+        )
+        changed = db.session.execute(
+            update(OfflineSale)
+            .where(OfflineSale.id == record.id, OfflineSale.reversal_transaction_id.is_(None))
+            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed == 1 and restock:
+            db.session.execute(
+                update(Product)
+                .where(Product.id == record.product_id)
+                .values(stock=Product.stock + record.quantity)
+                .execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+    except LedgerError as error:
+        db.session.rollback()
+        raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
+    db.session.refresh(record)
+    return record
+
+
+def sale_transaction_hash(record: OfflineSale) -> str:
+    tx = find(db.session, record.row_key)
+    return tx.hash if tx else ""
+
+
+# --- reports ----------------------------------------------------------------------
+
+
+@dataclass
+class ReportRow:
+    label: str
+    count: int = 0
+    units: int = 0
+    amount_fen: int = 0
+    beneficiary_fen: int = 0
+
+
+def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
+    """Sales from ``start`` to ``end`` (Asia/Shanghai days, inclusive) by channel,
+    product or day, online and offline together, from the ledger's sale lines.
+
+    Amounts are gross sales; reversed offline sales and fully refunded online orders
+    are left out. Sorted: channels in a fixed order, products by amount, days by date.
+    """
+    from ledger.models import Transaction
+    from ledger.sales import SaleLineRecord
+    from shop.orders.models import Order
+
+    since = datetime.combine(start, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
+    until = datetime.combine(end, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
+    until = until + timedelta(days=1)
+    names = dict(db.session.execute(select(Product.id, Product.name)).all())
+    labels = channel_labels()
+    rows: dict[str, ReportRow] = {}
+
+    def add(key: str, label: str, units: int, amount: int, share: int) -> None:
+        row = rows.setdefault(key, ReportRow(label))
+        row.count += 1
+        row.units += units
+        row.amount_fen += amount
+        row.beneficiary_fen += share
+
+    def key_of(channel: str, product_id: int, day: date) -> tuple[str, str]:
+        if group == "product":
+            return str(product_id), names.get(product_id, f"#{product_id}")
+        if group == "day":
+            return day.isoformat(), day.isoformat()
+        return channel, labels[channel]
+
+    refunded = set(
+        db.session.scalars(
+            select(Order.trade_no).where(Order.status == "refunded", Order.trade_no.is_not(None))
+        )
+    )
+    online = db.session.execute(
+        select(Transaction.key, Transaction.created_at, SaleLineRecord)
+        .join(SaleLineRecord, SaleLineRecord.transaction_id == Transaction.id)
+        .where(Transaction.kind == "sale", Transaction.created_at >= since)
+        .where(Transaction.created_at < until)
+    )
+    for key, created_at, line in online:
+        if key.removeprefix("sale:") in refunded:
+            continue
+        day = created_at.astimezone(SHANGHAI).date()
+        group_key, label = key_of("online", line.product_id, day)
+        add(group_key, label, line.quantity, line.line_total_fen, line.share_fen)
+    offline = db.session.scalars(
+        select(OfflineSale).where(
+            OfflineSale.sold_on >= start,
+            OfflineSale.sold_on <= end,
+            OfflineSale.reversal_transaction_id.is_(None),
+        )
+    )
+    for sale in offline:
+        group_key, label = key_of(sale.channel, sale.product_id, sale.sold_on)
+        add(group_key, label, sale.quantity, sale.total_fen, sale.beneficiary_fen)
+    if group == "channel":
+        order = list(labels)
+        return [rows[k] for k in sorted(rows, key=order.index)]
+    if group == "day":
+        return [rows[k] for k in sorted(rows)]
+    return sorted(rows.values(), key=lambda r: (-r.amount_fen, r.label))
+
+
+def report_csv(group: str, rows: list[ReportRow]) -> bytes:
+    import csv
+    import io
+
+    heading = {"channel": _("渠道"), "product": _("商品"), "day": _("日期")}[group]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([heading, _("笔数"), _("数量"), _("销售额(元)"), _("直达农户(元)")])
+    for row in rows:
+        writer.writerow(
+            [
+                row.label,
+                row.count,
+                row.units,
+                format_fen_plain(row.amount_fen),
+                format_fen_plain(row.beneficiary_fen),
+            ]
+        )
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def recent_sales(channel: str | None = None, limit: int = 100) -> list[OfflineSale]:
+    stmt = select(OfflineSale).order_by(OfflineSale.id.desc()).limit(limit)
+    if channel:
+        stmt = stmt.where(OfflineSale.channel == channel)
+    return list(db.session.scalars(stmt))
+
+
+def sale_products() -> list[Product]:
+    return list(
+        db.session.scalars(select(Product).where(Product.status != "archived").order_by(Product.id))
+    )
