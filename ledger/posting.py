@@ -77,6 +77,32 @@ def ensure_account(session: Session, code: str, kind: str, name: str = "") -> Ac
     return account
 
 
+def ensure_accounts(session: Session, wanted: dict[str, tuple[str, str]]) -> None:
+    """Make sure every account in ``wanted`` (code → (kind, name)) exists: one query for
+    all of them, then create the missing ones (flush, no commit). A sale that reaches
+    148 households checks its accounts in one round trip, not 148.
+
+    Raises :class:`LedgerError` for an unknown kind or an existing account of another kind.
+    """
+    for kind, _name in wanted.values():
+        if kind not in ACCOUNT_KINDS:
+            raise LedgerError(f"unknown account kind {kind!r}")
+    existing = {
+        code: kind
+        for code, kind in session.execute(
+            select(Account.code, Account.kind).where(Account.code.in_(sorted(wanted)))
+        )
+    }
+    for code in sorted(wanted):
+        kind, name = wanted[code]
+        if code not in existing:
+            session.add(Account(code=code, kind=kind, name=name or code, balance_fen=0))
+        elif existing[code] != kind:
+            raise LedgerError(f"account {code} is a {existing[code]} account, not {kind}")
+    if len(existing) < len(wanted):
+        session.flush()
+
+
 def _lock_head(session: Session) -> tuple[int, str]:
     """Take the chain head's lock for the rest of the caller's transaction and return
     (count, hash) as it is now, read after the lock was granted."""

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ledger.allocation import split_by_weight
 from ledger.base import Base
 from ledger.models import Account, Entry, Transaction
-from ledger.posting import LedgerError, Posted, _lock_head, ensure_account, find, post
+from ledger.posting import LedgerError, Posted, _lock_head, ensure_accounts, find, post
 from ledger.rules import LineAllocation, allocate_line, rule_in_force
 
 CLEARING = "alipay:clearing"
@@ -179,17 +179,16 @@ def post_sale(
 
     if kind not in SALE_KINDS:
         raise LedgerError(f"a sale's kind is one of {SALE_KINDS}")
+    wanted = {FEES: ("fees", "支付宝手续费")}
     if debit_account == CLEARING:
-        ensure_account(session, CLEARING, "clearing", "支付宝待结算")
-    ensure_account(session, FEES, "fees", "支付宝手续费")
+        wanted[CLEARING] = ("clearing", "支付宝待结算")
     for code in credits:
         if code.startswith(HOUSEHOLD_PREFIX):
-            ensure_account(session, code, "household", code[len(HOUSEHOLD_PREFIX) :])
+            wanted[code] = ("household", code[len(HOUSEHOLD_PREFIX) :])
         elif code != FEES:
             prefix = code.split(":", 1)[0]
-            ensure_account(
-                session, code, prefix if prefix in ("enterprise", "collective") else "enterprise"
-            )
+            wanted[code] = (prefix if prefix in ("enterprise", "collective") else "enterprise", "")
+    ensure_accounts(session, wanted)
     # Households first (by code), then fees, then the remainder accounts: a stable order.
     ordered = sorted(
         ((code, -fen) for code, fen in credits.items() if fen),
