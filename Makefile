@@ -27,6 +27,7 @@ translations: $(VENV)/.installed
 run: $(VENV)/.installed translations
 	$(FLASK) db upgrade
 	$(FLASK) demo seed --if-empty
+	$(FLASK) boards follow
 	@echo "Lianxin Market is serving on http://$(HOST):$(PORT)/"
 	$(FLASK) run --host $(HOST) --port $(PORT)
 

@@ -45,10 +45,13 @@ def create_app(config: Config | dict | None = None) -> Flask:
     _register_template_helpers(app)
 
     from shop.benefits.services import register as register_ledger_hooks
+    from shop.boards.services import register as register_board_hooks
     from shop.cli import register_cli
 
-    # Sales and refunds post to the ledger inside the transaction that changes the order.
+    # Sales and refunds post to the ledger inside the transaction that changes the order;
+    # the public boards fold each posting in that same transaction, after the ledger.
     register_ledger_hooks(app)
+    register_board_hooks(app)
 
     register_cli(app)
     logging.getLogger("shop").setLevel(logging.INFO)
@@ -105,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     from shop.admin.routes import bp as admin_bp
     from shop.api.routes import bp as api_bp
     from shop.auth.routes import bp as auth_bp
+    from shop.boards.routes import bp as boards_bp
     from shop.cart.routes import bp as cart_bp
     from shop.catalog.routes import bp as catalog_bp
     from shop.checkout.routes import bp as checkout_bp
@@ -124,6 +128,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(console_bp, url_prefix="/console")
     app.register_blueprint(offline_bp, url_prefix="/console/offline")
+    app.register_blueprint(boards_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay; its gateway.do checks RSA signatures instead of CSRF tokens.

@@ -11,6 +11,7 @@ demo_cli = AppGroup("demo", help="The demo programme (双井村).")
 payments_cli = AppGroup("payments", help="Payments: reconcile with Alipay.")
 ledger_cli = AppGroup("ledger", help="The ledger: verify the hash chain and balances.")
 payouts_cli = AppGroup("payouts", help="Pay households what they are owed.")
+boards_cli = AppGroup("boards", help="The public boards: aggregates kept in step with the ledger.")
 
 
 @users_cli.command("create")
@@ -85,6 +86,28 @@ def payouts_run(threshold_fen: int | None) -> None:
         raise SystemExit(1)
 
 
+@boards_cli.command("follow")
+def boards_follow() -> None:
+    """Fold ledger postings not yet on the boards (after an upgrade; a no-op otherwise)."""
+    from shop.boards.services import follow_ledger
+    from shop.extensions import db
+
+    folded = follow_ledger()
+    db.session.commit()
+    click.echo(f"boards: folded {folded} ledger transactions")
+
+
+@boards_cli.command("rebuild")
+def boards_rebuild() -> None:
+    """Empty the boards' aggregates and fold the whole ledger again."""
+    from shop.boards.services import rebuild
+    from shop.extensions import db
+
+    folded = rebuild()
+    db.session.commit()
+    click.echo(f"boards: rebuilt from {folded} ledger transactions")
+
+
 def register_cli(app: Flask) -> None:
-    for group in (users_cli, demo_cli, payments_cli, ledger_cli, payouts_cli):
+    for group in (users_cli, demo_cli, payments_cli, ledger_cli, payouts_cli, boards_cli):
         app.cli.add_command(group)

@@ -5,6 +5,16 @@ from ledger.payouts import Payout
 from ledger.rules import BenefitRule, RuleHousehold
 from ledger.sales import SaleLineRecord
 from shop.auth.models import User
+from shop.boards.models import (
+    BoardFeed,
+    BoardFeedHousehold,
+    BoardHousehold,
+    BoardHouseholdMonth,
+    BoardMonth,
+    BoardPeriod,
+    BoardRank,
+    BoardState,
+)
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
 from shop.households.models import Enterprise, Household, Village
@@ -16,6 +26,14 @@ from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTra
 __all__ = [
     "Account",
     "BenefitRule",
+    "BoardFeed",
+    "BoardFeedHousehold",
+    "BoardHousehold",
+    "BoardHouseholdMonth",
+    "BoardMonth",
+    "BoardPeriod",
+    "BoardRank",
+    "BoardState",
     "CartItem",
     "Category",
     "Enterprise",

@@ -91,6 +91,7 @@ def _truncate_all(url: str) -> None:
         conn.execute(
             sa.text("INSERT INTO ledger_head (id, count, hash) VALUES (1, 0, :h)"), {"h": "0" * 64}
         )
+        conn.execute(sa.text("INSERT INTO board_state (id, last_transaction_id) VALUES (1, 0)"))
     engine.dispose()
 
 

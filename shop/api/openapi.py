@@ -105,6 +105,146 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/board": {
+                "get": {
+                    "summary": "The love board: totals, top buyers and organisations, recent "
+                    "purchases (buyers only as they chose to appear). Answers 304 to a "
+                    "matching If-None-Match.",
+                    "parameters": [
+                        {
+                            "name": "period",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "enum": ["today", "month", "all"],
+                                "default": "all",
+                            },
+                            "description": "period of the rankings (Asia/Shanghai days)",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 100,
+                                "default": 10,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the board",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": [
+                                            "totals",
+                                            "top_buyers",
+                                            "top_organizations",
+                                            "recent",
+                                        ],
+                                        "properties": {
+                                            "totals": {
+                                                "type": "object",
+                                                "required": [
+                                                    "orders",
+                                                    "units",
+                                                    "amount_fen",
+                                                    "beneficiary_fen",
+                                                    "households_reached",
+                                                    "buyers",
+                                                ],
+                                                "properties": {
+                                                    name: {"type": "integer"}
+                                                    for name in (
+                                                        "orders",
+                                                        "units",
+                                                        "amount_fen",
+                                                        "beneficiary_fen",
+                                                        "households_reached",
+                                                        "buyers",
+                                                    )
+                                                },
+                                            },
+                                            "top_buyers": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            },
+                                            "top_organizations": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            },
+                                            "recent": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "304": {"description": "unchanged since the ETag given"},
+                        "422": _error_response("bad period or limit"),
+                    },
+                }
+            },
+            "/households": {
+                "get": {
+                    "summary": "Every household (masked) with its income by channel, in fen",
+                    "responses": {
+                        "200": {
+                            "description": "the results board",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["households"],
+                                        "properties": {
+                                            "households": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": [
+                                                        "code",
+                                                        "name_masked",
+                                                        "village",
+                                                        "members",
+                                                        "income_fen",
+                                                    ],
+                                                    "properties": {
+                                                        "code": {"type": "string"},
+                                                        "name_masked": {"type": "string"},
+                                                        "village": {"type": "string"},
+                                                        "members": {"type": "integer"},
+                                                        "income_fen": {
+                                                            "type": "object",
+                                                            "properties": {
+                                                                c: {"type": "integer"}
+                                                                for c in (
+                                                                    "sales",
+                                                                    "land",
+                                                                    "wages",
+                                                                    "dividends",
+                                                                    "coop",
+                                                                    "total",
+                                                                )
+                                                            },
+                                                        },
+                                                    },
+                                                },
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
             "/ledger/head": {
                 "get": {
                     "summary": "The hash chain's head: number of transactions and last hash",

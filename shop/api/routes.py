@@ -60,6 +60,36 @@ def get_order(token: str):
     return jsonify(services.order_json(order))
 
 
+@bp.route("/board")
+def board():
+    """The love board. Polled by the board page: the ETag names the last ledger posting
+    on the boards and the day, so an unchanged board answers 304 from two tiny reads."""
+    from shop.boards import services as boards
+
+    period = request.args.get("period", "all", type=str)
+    if period not in boards.PERIODS:
+        return error(422, "invalid_period", "period must be one of: today, month, all")
+    limit = request.args.get("limit", 10, type=int)
+    if limit is None or not 1 <= limit <= 100:
+        return error(422, "invalid_limit", "limit must be an integer from 1 to 100")
+    etag = f"board-{boards.board_version()}-{boards.today_label()}-{period}-{limit}"
+    if request.if_none_match.contains(etag):
+        response = current_app.response_class(status=304)
+    else:
+        response = jsonify(boards.board_json(period, limit=limit))
+    response.set_etag(etag)
+    response.cache_control.no_cache = True  # always revalidate; a 304 costs nothing
+    return response
+
+
+@bp.route("/households")
+def households():
+    from shop.boards import services as boards
+
+    # No ETag: a household edited in the admin changes this without a ledger posting.
+    return jsonify(boards.households_json())
+
+
 @bp.route("/ledger/head")
 def ledger_head():
     count, head_hash = ledger_export.head(db.session)

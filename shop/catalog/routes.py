@@ -10,6 +10,7 @@ from flask import (
 )
 from sqlalchemy import select
 
+from shop.boards.services import product_households
 from shop.catalog import services
 from shop.extensions import db
 from shop.households.models import Village
@@ -46,7 +47,9 @@ def product(slug: str):
     found = services.published_product(slug)
     if found is None:
         abort(404)
-    return render_template("catalog/product.html", product=found)
+    return render_template(
+        "catalog/product.html", product=found, helped=product_households(found.id)
+    )
 
 
 @bp.route("/search")

@@ -27,6 +27,9 @@ SKIPPED_ENDPOINTS = {"static", "media.photo", "catalog.set_language"}
 BUYER_NAME = "欧阳秀英"
 BUYER_PHONE = "13912345678"
 BUYER_ADDRESS = "陕西省西安市幸福路88号"
+ANONYMOUS_NAME = "诸葛红梅"
+ANONYMOUS_NICKNAME = "红梅花开"
+ANONYMOUS_ORG = "诸葛梅园科技有限公司"
 
 
 def public_arguments(seeded) -> dict:
@@ -36,6 +39,10 @@ def public_arguments(seeded) -> dict:
         "orders.show": [{"token": seeded["token"]}],
         "orders.payment_return": [{"token": seeded["token"]}],
         "api.get_order": [{"token": seeded["token"]}],
+        "boards.household": [{"code": code} for code in seeded["household_codes"]],
+        "boards.trace": [{"token": seeded["token"]}, {"token": seeded["anonymous_token"]}],
+        "boards.trace_qr": [{"token": seeded["token"]}],
+        "boards.product_qr": [{"slug": slug} for slug in seeded["product_slugs"]],
     }
 
 
@@ -49,6 +56,22 @@ def seeded(app):
         buyer(name=BUYER_NAME, phone=BUYER_PHONE, address=BUYER_ADDRESS, board_display="masked"),
     )
     apply_payment(order.order_no, "2026112522001400000001", "TRADE_SUCCESS", order.total_fen)
+    # An anonymous enterprise buyer: neither the name, nor the nickname, nor the
+    # organisation may show anywhere public.
+    anonymous = make_order(
+        [(wine, 1)],
+        buyer(
+            name=ANONYMOUS_NAME,
+            phone="13700001111",
+            address=BUYER_ADDRESS,
+            board_display="anonymous",
+            nickname=ANONYMOUS_NICKNAME,
+            organization=ANONYMOUS_ORG,
+        ),
+    )
+    apply_payment(
+        anonymous.order_no, "2026112522001400000002", "TRADE_SUCCESS", anonymous.total_fen
+    )
     households = list(db.session.scalars(select(Household)))
     return {
         "household_secrets": [
@@ -61,7 +84,18 @@ def seeded(app):
             )
             if secret
         ],
-        "buyer_secrets": [BUYER_NAME, BUYER_PHONE, BUYER_ADDRESS, "幸福路88号"],
+        "buyer_secrets": [
+            BUYER_NAME,
+            BUYER_PHONE,
+            BUYER_ADDRESS,
+            "幸福路88号",
+            ANONYMOUS_NAME,
+            ANONYMOUS_NICKNAME,
+            ANONYMOUS_ORG,
+            "13700001111",
+        ],
+        "household_codes": [h.code for h in households],
+        "anonymous_token": anonymous.token,
         "product_slugs": list(db.session.scalars(select(Product.slug))),
         "category_slugs": list(db.session.scalars(select(Category.slug))),
         "token": order.token,

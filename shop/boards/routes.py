@@ -1,0 +1,301 @@
+"""The public face: love board (爱心榜), results board (扶贫成果), household and order
+trace pages, QR codes, open data downloads, and the console's QR label sheet.
+
+Nothing here needs a login except the label sheet; nothing here shows a buyer's phone,
+address or full name, or a household's full name, ID number or bank card.
+"""
+
+import csv
+import io
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from shop.auth.decorators import role_required
+from shop.boards import services
+from shop.boards.charts import COLOURS, stacked_chart
+from shop.boards.qr import qr_svg
+from shop.catalog.models import Product
+from shop.extensions import db
+
+bp = Blueprint("boards", __name__)
+
+LABEL_COPIES_MAX = 60
+
+
+def _channel_labels() -> dict[str, str]:
+    return {
+        "sales": _("消费帮扶"),
+        "land": _("土地流转"),
+        "wages": _("务工工资"),
+        "dividends": _("分红"),
+        "coop": _("合作社"),
+    }
+
+
+POLL_MS_DEFAULT, POLL_MS_MIN, POLL_MS_MAX = 10_000, 1_000, 120_000
+
+
+@bp.route("/board")
+def love_board():
+    board = services.love_board()
+    if request.args.get("live") == "1":  # the part the page swaps in when the board moved
+        return render_template("boards/_love_live.html", board=board)
+    poll_ms = request.args.get("poll", POLL_MS_DEFAULT, type=int) or POLL_MS_DEFAULT
+    return render_template(
+        "boards/love.html",
+        board=board,
+        poll_url=url_for("api.board"),
+        poll_ms=max(POLL_MS_MIN, min(poll_ms, POLL_MS_MAX)),
+    )
+
+
+@bp.route("/results")
+def results_board():
+    query = request.args.get("q", "", type=str)[:20].strip()
+    exact = services.find_household_code(query)
+    if exact:
+        return redirect(url_for("boards.household", code=exact))
+    months = services.monthly_income()
+    return render_template(
+        "boards/results.html",
+        rows=services.household_rows(query),
+        query=query,
+        totals=services.programme_totals(),
+        chart=stacked_chart(months),
+        months=months,
+        colours=COLOURS,
+        channels=_channel_labels(),
+    )
+
+
+@bp.route("/households/<code>")
+def household(code: str):
+    page = services.household_page(code[:16])
+    if page is None:
+        abort(404)
+    return render_template(
+        "boards/household.html",
+        page=page,
+        chart=stacked_chart(page.months),
+        colours=COLOURS,
+        channels=_channel_labels(),
+    )
+
+
+@bp.route("/trace/<token>")
+def trace(token: str):
+    found = services.trace(token)
+    if found is None:
+        abort(404)
+    buyer, organization = services.public_buyer(found.order)
+    url = services.public_base_url() + url_for("boards.trace", token=token)
+    return render_template(
+        "boards/trace.html",
+        trace=found,
+        buyer=buyer,
+        organization=organization,
+        qr=qr_svg(url, scale=3, inline=True),
+        share_url=url,
+    )
+
+
+def _svg(svg: str) -> Response:
+    response = Response(svg, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
+
+
+@bp.route("/qr/products/<slug>.svg")
+def product_qr(slug: str):
+    product = db.session.query(Product).filter_by(slug=slug[:80], status="published").first()
+    if product is None:
+        abort(404)
+    return _svg(qr_svg(services.public_base_url() + url_for("catalog.product", slug=slug)))
+
+
+@bp.route("/qr/trace/<token>.svg")
+def trace_qr(token: str):
+    if services.trace(token) is None:
+        abort(404)
+    return _svg(qr_svg(services.public_base_url() + url_for("boards.trace", token=token)))
+
+
+# --- open data --------------------------------------------------------------------------
+
+
+@bp.route("/open-data")
+def open_data():
+    from ledger import export as ledger_export
+
+    count, head_hash = ledger_export.head(db.session)
+    return render_template("boards/open_data.html", count=count, head_hash=head_hash)
+
+
+def _csv_download(header: list[str], rows, filename: str) -> Response:
+    """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese)."""
+
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        buffer.write("\ufeff")
+        writer.writerow(header)
+        for index, row in enumerate(rows, start=1):
+            writer.writerow(row)
+            if index % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.route("/open-data/love-board.csv")
+def purchases_csv():
+    def rows():
+        for p in services.iter_purchases():
+            yield [
+                p["at"],
+                p["channel"],
+                p["buyer"],
+                p["organization"],
+                "; ".join(f"{i['product']}×{i['quantity']}" for i in p["items"]),
+                p["units"],
+                p["amount_fen"],
+                p["refunded_fen"],
+                p["beneficiary_fen"],
+                "; ".join(f"{h['code']}:{h['amount_fen']}" for h in p["households"]),
+            ]
+
+    header = [
+        "at",
+        "channel",
+        "buyer",
+        "organization",
+        "items",
+        "units",
+        "amount_fen",
+        "refunded_fen",
+        "beneficiary_fen",
+        "households",
+    ]
+    return _csv_download(header, rows(), "lianxin-love-board.csv")
+
+
+@bp.route("/open-data/households.csv")
+def households_csv():
+    def rows():
+        for r in services.household_rows():
+            yield [
+                r.code,
+                r.name_masked,
+                r.village,
+                r.group_name,
+                r.members,
+                *(r.income[c] for c in (*services.CHANNELS, "total")),
+            ]
+
+    header = [
+        "code",
+        "name_masked",
+        "village",
+        "group",
+        "members",
+        *(f"{c}_fen" for c in (*services.CHANNELS, "total")),
+    ]
+    return _csv_download(header, rows(), "lianxin-results-board.csv")
+
+
+@bp.route("/open-data/ledger.csv")
+def ledger_csv():
+    header = [
+        "transaction_id",
+        "key",
+        "kind",
+        "created_at",
+        "reverses",
+        "position",
+        "account",
+        "amount_fen",
+        "hash",
+    ]
+    return _csv_download(header, services.iter_ledger_entries(), "lianxin-ledger.csv")
+
+
+@bp.route("/open-data/verify.py")
+def verifier_source():
+    """The standalone verifier (standard library only), to run on the JSONL export."""
+    import ledger.verify
+
+    source = Path(ledger.verify.__file__).read_text(encoding="utf-8")
+    response = Response(source, mimetype="text/x-python")
+    response.headers["Content-Type"] = "text/x-python; charset=utf-8"
+    response.headers["Content-Disposition"] = 'attachment; filename="verify.py"'
+    return response
+
+
+# --- the village console's label sheet ---------------------------------------------------
+
+
+@bp.route("/console/labels")
+@role_required("staff")
+def label_sheet():
+    """Printable QR labels: products (``copies`` each, for bottles at the hall) and the
+    trace pages of orders given by number (to slip into the parcel)."""
+    copies = max(1, min(request.args.get("copies", 6, type=int) or 6, LABEL_COPIES_MAX))
+    chosen = set(request.args.getlist("product"))
+    base = services.public_base_url()
+    products = [
+        p
+        for p in db.session.query(Product).filter_by(status="published").order_by(Product.id)
+        if not chosen or p.slug in chosen
+    ]
+    labels = [
+        {
+            "title": p.name,
+            "subtitle": _("扫码看看它帮到了谁"),
+            "url": base + url_for("catalog.product", slug=p.slug),
+            "qr": qr_svg(base + url_for("catalog.product", slug=p.slug), scale=3, inline=True),
+            "share_fen": p.beneficiary_fen_per_unit,
+            "unit": p.unit,
+        }
+        for p in products
+        for _copy in range(copies)
+    ]
+    orders = services.traceable_orders(request.args.get("orders", "", type=str))
+    for order in orders:
+        url = base + url_for("boards.trace", token=order.token)
+        labels.append(
+            {
+                "title": order.order_no,
+                "subtitle": _("扫码查看帮到的农户"),
+                "url": url,
+                "qr": qr_svg(url, scale=3, inline=True),
+                "share_fen": 0,
+                "unit": "",
+            }
+        )
+    all_products = db.session.query(Product).filter_by(status="published").order_by(Product.id)
+    return render_template(
+        "boards/labels.html",
+        labels=labels,
+        copies=copies,
+        chosen=chosen,
+        products=list(all_products),
+        orders_text=request.args.get("orders", "")[:2000],
+    )
