@@ -118,3 +118,60 @@ def totals_by_kind(rows: list[TrialBalanceRow]) -> dict[str, int]:
     for row in rows:
         totals[row.kind] = totals.get(row.kind, 0) + row.balance_fen
     return totals
+
+
+@dataclass(frozen=True)
+class StatementPage:
+    """The newest lines of an account (newest first) and, if there are older ones, the
+    transaction id to pass as ``before_id`` for the next page."""
+
+    lines: list[StatementLine]
+    older_before_id: int | None
+
+
+def latest_lines(
+    session: Session, code: str, limit: int = 30, before_id: int | None = None
+) -> StatementPage:
+    """The account's entries newest first, ``limit`` at a time, each with the balance
+    after it (worked back from the cached balance, so the first page reads only its own
+    rows however long the history). ``before_id``: only transactions with smaller ids."""
+    found = session.execute(
+        select(Account.id, Account.balance_fen).where(Account.code == code)
+    ).first()
+    if found is None:
+        return StatementPage([], None)
+    account_id, balance = found
+    later = 0
+    if before_id is not None:
+        later = session.scalar(
+            select(func.coalesce(func.sum(Entry.amount_fen), 0)).where(
+                Entry.account_id == account_id, Entry.transaction_id >= before_id
+            )
+        )
+    rows = session.execute(
+        select(
+            Entry.amount_fen,
+            Transaction.id,
+            Transaction.created_at,
+            Transaction.kind,
+            Transaction.memo,
+        )
+        .join(Transaction, Transaction.id == Entry.transaction_id)
+        .where(Entry.account_id == account_id)
+        .where(Transaction.id < before_id if before_id is not None else True)
+        .order_by(Transaction.id.desc(), Entry.position.desc())
+        .limit(limit + 1)
+    ).all()
+    running = int(balance) - int(later)
+    lines = []
+    for amount, tx_id, created_at, kind, memo in rows[:limit]:
+        lines.append(StatementLine(tx_id, created_at, kind, memo, int(amount), running))
+        running -= int(amount)
+    if len(rows) <= limit:
+        return StatementPage(lines, None)
+    boundary = lines[-1].transaction_id
+    if rows[limit].id == boundary:  # a transaction split by the page edge: show it whole next
+        kept = [line for line in lines if line.transaction_id != boundary]
+        if kept:
+            return StatementPage(kept, boundary + 1)
+    return StatementPage(lines, boundary)

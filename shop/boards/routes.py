@@ -46,6 +46,24 @@ def _channel_labels() -> dict[str, str]:
 POLL_MS_DEFAULT, POLL_MS_MIN, POLL_MS_MAX = 10_000, 1_000, 120_000
 
 
+def _posting_kinds() -> dict[str, str]:
+    """What each kind of ledger posting means on a household's statement."""
+    return {
+        "sale": _("网店销售分成"),
+        "offline_sale": _("线下销售分成"),
+        "refund": _("退款冲回"),
+        "income_land": _("土地流转租金"),
+        "income_wages": _("务工工资"),
+        "income_dividend": _("分红"),
+        "income_coop": _("合作社收益"),
+        "income_reversal": _("收入冲销"),
+        "payout": _("打款到银行卡"),
+        "payout_paid": _("银行已到账"),
+        "payout_failed": _("打款失败，退回账户"),
+        "adjustment": _("调整"),
+    }
+
+
 @bp.route("/board")
 def love_board():
     board = services.love_board()
@@ -81,12 +99,14 @@ def results_board():
 
 @bp.route("/households/<code>")
 def household(code: str):
-    page = services.household_page(code[:16])
+    before = request.args.get("before", type=int)
+    page = services.household_page(code[:16], statement_before=before if before else None)
     if page is None:
         abort(404)
     return render_template(
         "boards/household.html",
         page=page,
+        kinds=_posting_kinds(),
         chart=stacked_chart(page.months),
         colours=COLOURS,
         channels=_channel_labels(),

@@ -828,9 +828,15 @@ class HouseholdPage:
     row: HouseholdRow
     months: list[dict]
     purchases: list[dict]
+    statement: object  # ledger.statements.StatementPage, signs as the household sees them
 
 
-def household_page(code: str, limit: int = 50) -> HouseholdPage | None:
+STATEMENT_LINES = 30
+
+
+def household_page(
+    code: str, limit: int = 50, statement_before: int | None = None
+) -> HouseholdPage | None:
     """A household's public page: income, monthly history, purchases that reached it."""
     found = household_rows(exact_code=code) if code else []
     if not found:
@@ -857,7 +863,12 @@ def household_page(code: str, limit: int = 50) -> HouseholdPage | None:
         purchase["to_household_fen"] = next(
             (h["amount_fen"] for h in purchase["households"] if h["code"] == code), 0
         )
-    return HouseholdPage(found[0], monthly_income(code), purchases)
+    from ledger.statements import latest_lines
+
+    statement = latest_lines(
+        db.session, HOUSEHOLD_PREFIX + code, STATEMENT_LINES, before_id=statement_before
+    )
+    return HouseholdPage(found[0], monthly_income(code), purchases, statement)
 
 
 def find_household_code(query: str) -> str | None:

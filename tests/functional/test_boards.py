@@ -351,3 +351,25 @@ def test_the_product_page_names_the_households_it_helps(client, programme):
     body = client.get(f"/p/{programme['wine'].slug}").get_data(as_text=True)
     assert "SJ-001 张*明" in body and "SJ-002 李*光" in body and "SJ-003" not in body
     assert "张三明" not in body
+
+
+def test_the_household_page_is_its_public_statement(client, programme):
+    from ledger.payouts import settle_payout, start_payout
+
+    order = pay(make_order([(programme["wine"], 3)]))
+    share = next(a for a in order_ledger_view(order).allocations if a["code"] == "SJ-001")
+    start_payout(db.session, "PAYOUT-TEST-1", "SJ-001", 1000, card_last4="5678")
+    db.session.commit()
+    settle_payout(db.session, "PAYOUT-TEST-1", succeeded=True, alipay_order_id="A1")
+    db.session.commit()
+
+    page = client.get("/households/SJ-001").get_data(as_text=True)
+    statement = page.split('id="statement"')[1]
+    assert "网店销售分成" in statement and "打款到银行卡" in statement
+    assert boards_money(share["amount_fen"]) in statement  # the credit
+    assert boards_money(share["amount_fen"] - 1000) in statement  # owed after the payout
+    assert "-¥10.00" in statement  # the payout, out of the account
+    assert "5678" not in page and "6217000012345678" not in page  # no card, not even masked
+    # Income stays income: a payout moves money out but does not lower the sales column.
+    row = {h["code"]: h for h in client.get("/api/v1/households").get_json()["households"]}
+    assert row["SJ-001"]["income_fen"]["sales"] == share["amount_fen"]
