@@ -29,7 +29,7 @@ run: $(VENV)/.installed translations
 	$(FLASK) demo seed --if-empty
 	$(FLASK) boards follow
 	@echo "Lianxin Market is serving on http://$(HOST):$(PORT)/"
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(FLASK) run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev translations
 	$(BIN)/ruff check .

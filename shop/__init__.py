@@ -54,8 +54,34 @@ def create_app(config: Config | dict | None = None) -> Flask:
     register_board_hooks(app)
 
     register_cli(app)
+    _warn_when_reached_elsewhere(app)
     logging.getLogger("shop").setLevel(logging.INFO)
     return app
+
+
+def _warn_when_reached_elsewhere(app: Flask) -> None:
+    """Log once if the first request arrives at another address than PUBLIC_BASE_URL:
+    Alipay's notify and return URLs and the QR codes are built from it, so a mismatch
+    means payments that never confirm (the commonest first-run mistake)."""
+    if app.testing:
+        return
+    checked = []
+
+    @app.before_request
+    def _compare_base_url() -> None:
+        if checked:
+            return
+        checked.append(True)
+        from flask import request
+
+        here = request.host_url.rstrip("/")
+        if here != app.config["PUBLIC_BASE_URL"]:
+            app.logger.warning(
+                "PUBLIC_BASE_URL is %s but this request came to %s: Alipay notifications, "
+                "return URLs and QR codes use PUBLIC_BASE_URL; set it to the shop's address",
+                app.config["PUBLIC_BASE_URL"],
+                here,
+            )
 
 
 def _select_locale() -> str:

@@ -107,9 +107,10 @@ def openapi_document() -> dict:
             },
             "/board": {
                 "get": {
-                    "summary": "The love board: totals, top buyers and organisations, recent "
-                    "purchases (buyers only as they chose to appear). Answers 304 to a "
-                    "matching If-None-Match.",
+                    "summary": "The love board: all-time totals, the period's totals "
+                    "(period_totals: orders, units, amount_fen, beneficiary_fen, buyers), top "
+                    "buyers and organisations of the period, recent purchases (buyers only as "
+                    "they chose to appear). Answers 304 to a matching If-None-Match.",
                     "parameters": [
                         {
                             "name": "period",

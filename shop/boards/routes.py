@@ -29,6 +29,7 @@ from shop.catalog.models import Product
 from shop.extensions import db
 
 bp = Blueprint("boards", __name__)
+LEDGER_DIR = Path(__file__).resolve().parent.parent.parent / "ledger"
 
 LABEL_COPIES_MAX = 60
 
@@ -102,6 +103,9 @@ def household(code: str):
     before = request.args.get("before", type=int)
     page = services.household_page(code[:16], statement_before=before if before else None)
     if page is None:
+        exact = services.find_household_code(code[:16])  # sj-001 → SJ-001
+        if exact and exact != code:
+            return redirect(url_for("boards.household", code=exact), code=301)
         abort(404)
     return render_template(
         "boards/household.html",
@@ -257,15 +261,18 @@ def ledger_csv():
     return _csv_download(header, services.iter_ledger_entries(), "lianxin-ledger.csv")
 
 
-@bp.route("/open-data/verify.py")
-def verifier_source():
-    """The standalone verifier (standard library only), to run on the JSONL export."""
-    import ledger.verify
+# The standalone verifier: two standard-library files an auditor saves side by side.
+VERIFIER_FILES = ("verify.py", "canonical.py")
 
-    source = Path(ledger.verify.__file__).read_text(encoding="utf-8")
+
+@bp.route("/open-data/<any(verify, canonical):name>.py")
+def verifier_source(name: str):
+    """The verifier's source (``verify.py`` imports ``canonical.py`` from its folder),
+    exactly as the ledger package runs it."""
+    source = (LEDGER_DIR / f"{name}.py").read_text(encoding="utf-8")
     response = Response(source, mimetype="text/x-python")
     response.headers["Content-Type"] = "text/x-python; charset=utf-8"
-    response.headers["Content-Disposition"] = 'attachment; filename="verify.py"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.py"'
     return response
 
 

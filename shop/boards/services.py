@@ -35,7 +35,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from flask import current_app
 from sqlalchemy import event, func, select, update
@@ -275,12 +275,39 @@ def _occurred_at(session: Session, tx) -> datetime:
         )
         return sold_at or tx.created_at
     if tx.kind.startswith("income_"):
-        paid_on = session.scalar(
-            select(HouseholdIncome.paid_on).where(HouseholdIncome.transaction_id == tx.id)
-        )
-        if paid_on is not None:
-            return datetime.combine(paid_on, time(12), tzinfo=SHANGHAI)
+        found = session.execute(
+            select(HouseholdIncome.paid_on, HouseholdIncome.period).where(
+                HouseholdIncome.transaction_id == tx.id
+            )
+        ).first()
+        if found is not None:
+            day = found.paid_on or period_end(found.period)
+            if day is not None:
+                return min(datetime.combine(day, time(12), tzinfo=SHANGHAI), tx.created_at)
     return tx.created_at
+
+
+def period_end(period: str) -> date | None:
+    """The last day of an income period: ``2025`` → 2025-12-31, ``2025-03`` → 2025-03-31,
+    ``2025-Q1`` → 2025-03-31, ``2025-H2`` → 2025-12-31 (income for a period is earned by
+    its end). None for anything else."""
+    try:
+        year = int(period[:4])
+        rest = period[5:]
+        if len(period) == 4:
+            month = 12
+        elif rest.startswith("Q"):
+            month = 3 * int(rest[1:])
+        elif rest.startswith("H"):
+            month = 6 * int(rest[1:])
+        else:
+            month = int(rest)
+        if not 1 <= month <= 12:
+            return None
+        following = date(year + (month == 12), month % 12 + 1, 1)
+    except ValueError:
+        return None
+    return following - timedelta(days=1)
 
 
 def _month(moment: datetime) -> str:
@@ -379,7 +406,11 @@ def _purchase_of(session: Session, tx) -> _Purchase | None:
                 "unit": record.unit,
             }
         ]
-        buyer = record.receipt_no or record.row_key
+        # Offline buyers leave no phone number: a receipt number names one buyer within
+        # its session, otherwise each sale is its own buyer. Only a chosen nickname
+        # groups sales in the ranking; a masked "王*" at the hall is not one person.
+        buyer = f"{record.session_id}:{record.receipt_no}" if record.receipt_no else record.row_key
+        rank_identity = f"nick|{label}" if display == "nickname" else f"sale|{buyer}"
         return _Purchase(
             "offline",
             None,
@@ -389,7 +420,9 @@ def _purchase_of(session: Session, tx) -> _Purchase | None:
             items,
             record.total_fen,
             who=_digest(f"board-buyer:offline:{buyer}"),
-            rank_key=None if display == "anonymous" else _digest(f"board-rank:offline|{label}"),
+            rank_key=None
+            if display == "anonymous"
+            else _digest(f"board-rank:offline|{rank_identity}"),
             org_key=_org_key(organization),
         )
     return None
@@ -672,7 +705,10 @@ def board_json(
     """The love board as ``/api/v1/board`` answers it (rankings for ``period``)."""
     key = period_keys(now)[period]
     return {
+        # "totals" are all-time (design.md); the period's own counts sit beside them.
         "totals": totals("all"),
+        "period": period,
+        "period_totals": period_totals(key),
         "top_buyers": ranking(key, "buyer", limit),
         "top_organizations": ranking(key, "org", limit),
         "recent": recent(recent_limit),
@@ -841,22 +877,14 @@ def household_page(
     found = household_rows(exact_code=code) if code else []
     if not found:
         return None
-    feed_ids = list(
+    feeds = list(
         db.session.scalars(
-            select(_FEED_HOUSEHOLD.c.feed_id)
+            select(BoardFeed)
+            .join(_FEED_HOUSEHOLD, _FEED_HOUSEHOLD.c.feed_id == BoardFeed.id)
             .where(_FEED_HOUSEHOLD.c.household_code == code)
-            .order_by(_FEED_HOUSEHOLD.c.feed_id.desc())
+            .order_by(BoardFeed.at.desc(), BoardFeed.id.desc())
             .limit(limit)
         )
-    )
-    feeds = (
-        list(
-            db.session.scalars(
-                select(BoardFeed).where(BoardFeed.id.in_(feed_ids)).order_by(BoardFeed.id.desc())
-            )
-        )
-        if feed_ids
-        else []
     )
     purchases = _feed_json(feeds)
     for purchase in purchases:  # this household's part of each purchase
@@ -1002,9 +1030,10 @@ def seconds_to_midnight(now: datetime | None = None) -> int:
 
 
 def product_households(product_id: int, limit: int = 60) -> list[dict]:
-    """The households the product's current benefit rule credits (code, masked name,
-    income so far from sales), for "whom does this bottle help" on the product page
-    and a scanned label."""
+    """The first ``limit`` households (by code) the product's current benefit rule
+    credits — code, masked name, and all its income from sales of every product so far —
+    for "whom does this bottle help" on the product page and a scanned label. The
+    caller tells how many there are in all with :func:`product_household_count`."""
     from ledger.rules import latest_rule, rule_in_force
 
     rule = rule_in_force(db.session, product_id, utcnow()) or latest_rule(db.session, product_id)
@@ -1049,3 +1078,10 @@ def traceable_orders(numbers_text: str) -> list:
         if order.status not in ("pending_payment", "cancelled")
     }
     return [found[n] for n in numbers if n in found]
+
+
+def product_household_count(product_id: int) -> int:
+    from ledger.rules import latest_rule, rule_in_force
+
+    rule = rule_in_force(db.session, product_id, utcnow()) or latest_rule(db.session, product_id)
+    return len(rule.households) if rule is not None else 0

@@ -10,7 +10,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from shop.boards.services import product_households
+from shop.boards.services import product_household_count, product_households
 from shop.catalog import services
 from shop.extensions import db
 from shop.households.models import Village
@@ -48,7 +48,10 @@ def product(slug: str):
     if found is None:
         abort(404)
     return render_template(
-        "catalog/product.html", product=found, helped=product_households(found.id)
+        "catalog/product.html",
+        product=found,
+        helped=product_households(found.id),
+        helped_count=product_household_count(found.id),
     )
 
 

@@ -35,6 +35,7 @@ from shop.offline.services import (
     OfflineError,
     SaleInput,
     board_name_for,
+    channel_labels,
     get_session,
     post_sale_row,
     sale_row_key,
@@ -553,6 +554,22 @@ def preview(batch: ImportBatch) -> Preview:
         )
         .order_by(ImportBatch.id)
     )
+    earlier = result.earlier_batch
+    if (
+        earlier is not None
+        and batch.purpose == "sales"
+        and (earlier.channel, earlier.session_name) != (batch.channel, batch.session_name)
+    ):
+        # Row keys include the session, so the same sales filed under another event
+        # would post again: almost always the same file chosen twice by mistake.
+        result.file_errors.append(
+            _(
+                "同样内容的文件已在批次 #%(id)s 记入「%(name)s」。"
+                "同一批销售不能记在两个活动或场次下；如果确实是另一场的销售，请核对文件内容。",
+                id=earlier.id,
+                name=earlier.session_name or channel_labels().get(earlier.channel, earlier.channel),
+            )
+        )
     return result
 
 

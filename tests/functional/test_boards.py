@@ -190,6 +190,11 @@ def test_rankings_add_up_per_buyer_and_period(client, programme):
         )
     )
     board = client.get("/api/v1/board", query_string={"period": "today"}).get_json()
+    assert board["period"] == "today"
+    assert board["period_totals"] == {
+        "orders": 3, "units": 3, "amount_fen": 15800 + 2 * 6800,
+        "beneficiary_fen": 2000 + 2 * 1000, "buyers": 2,
+    }  # fmt: skip
     assert [(b["name"], b["orders"], b["amount_fen"]) for b in board["top_buyers"]] == [
         ("树莓粉", 1, 15800), ("赵*", 2, 13600),
     ]  # fmt: skip
@@ -373,3 +378,58 @@ def test_the_household_page_is_its_public_statement(client, programme):
     # Income stays income: a payout moves money out but does not lower the sales column.
     row = {h["code"]: h for h in client.get("/api/v1/households").get_json()["households"]}
     assert row["SJ-001"]["income_fen"]["sales"] == share["amount_fen"]
+
+
+def test_an_auditor_verifies_the_downloads_with_the_published_verifier(client, programme, tmp_path):
+    """Download the export and the two verifier files, run them with a bare Python (no
+    site-packages, so not our code), and see the head match; a tampered line fails."""
+    import subprocess
+    import sys
+
+    order = pay(make_order([(programme["wine"], 2)]))
+    refund(order, 15800)
+    for name in ("verify.py", "canonical.py"):
+        (tmp_path / name).write_bytes(client.get(f"/open-data/{name}").get_data())
+    export = client.get("/api/v1/ledger/export.jsonl").get_data(as_text=True)
+    (tmp_path / "ledger.jsonl").write_text(export, encoding="utf-8")
+    head = client.get("/api/v1/ledger/head").get_json()
+
+    def run(path):
+        return subprocess.run(
+            [sys.executable, "-E", "-s", "-S", "verify.py", path], cwd=tmp_path,
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    done = run("ledger.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert head["hash"] in done.stdout and str(head["count"]) in done.stdout
+
+    (tmp_path / "tampered.jsonl").write_text(export.replace("-2000", "-2001", 1), "utf-8")
+    assert "-2000" in export
+    assert run("tampered.jsonl").returncode != 0
+
+
+def test_offline_buyers_are_told_apart_by_receipt_and_grouped_only_by_nickname(client, programme):
+    from shop.offline.services import SaleInput, record_hall_sale
+
+    wine = programme["wine"]
+
+    def hall(token, display, name, receipt=""):
+        record_hall_sale(
+            SaleInput(wine.id, 1, 15800, board_display=display, board_name=name,
+                      receipt_no=receipt),
+            token,
+        )  # fmt: skip
+
+    hall("t1", "masked", "王*")  # two different people both shown as 王*
+    hall("t2", "masked", "王*")
+    hall("t3", "nickname", "汉中老乡")  # one nickname, two visits
+    hall("t4", "nickname", "汉中老乡")
+    hall("t5", "anonymous", "爱心人士", receipt="0001")  # one receipt, two lines
+    hall("t6", "anonymous", "爱心人士", receipt="0001")
+    board = client.get("/api/v1/board", query_string={"limit": 50}).get_json()
+    ranked = sorted((b["name"], b["orders"]) for b in board["top_buyers"])
+    assert ranked == [("汉中老乡", 2), ("王*", 1), ("王*", 1)]
+    # Buyers: two 王*, the nickname's sales are not known to be one person, so each sale
+    # counts; the receipt's two lines are one buyer.
+    assert board["totals"]["orders"] == 6 and board["totals"]["buyers"] == 5

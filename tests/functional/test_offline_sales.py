@@ -192,6 +192,27 @@ def test_event_csv_preview_then_confirm_posts_each_row_once(staff_client, progra
     assert tx_count() == count + 1
 
 
+def test_the_same_file_under_another_event_is_refused(staff_client, programme):
+    first = upload(staff_client, event_csv(GOOD_ROWS))
+    page = staff_client.get(first.headers["Location"]).get_data(as_text=True)
+    batch = db.session.scalar(select(ImportBatch))
+    staff_client.post(
+        f"/console/offline/batches/{batch.id}/confirm", data={"csrf_token": csrf_of(page)}
+    )
+    count = tx_count()
+
+    other = {**EVENT_FORM, "session_name": "另一个展销会"}
+    again = upload(staff_client, event_csv(GOOD_ROWS), form=other)
+    page = staff_client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "同一批销售不能记在两个活动或场次下" in page and "确认入账</button>" not in page
+    second = db.session.scalar(select(ImportBatch).order_by(ImportBatch.id.desc()))
+    staff_client.post(
+        f"/console/offline/batches/{second.id}/confirm", data={"csrf_token": csrf_of(page)}
+    )
+    assert tx_count() == count  # nothing posted twice
+    assert stock(programme["wine"]) == 97
+
+
 def test_identical_rows_in_one_file_are_separate_sales(staff_client, programme):
     rows = ["2026-01-20,树莓果酒,1,158,现金,,匿名,"] * 2
     response = upload(staff_client, event_csv(rows))

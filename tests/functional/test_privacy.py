@@ -43,6 +43,7 @@ def public_arguments(seeded) -> dict:
         "boards.trace": [{"token": seeded["token"]}, {"token": seeded["anonymous_token"]}],
         "boards.trace_qr": [{"token": seeded["token"]}],
         "boards.product_qr": [{"slug": slug} for slug in seeded["product_slugs"]],
+        "boards.verifier_source": [{"name": "verify"}, {"name": "canonical"}],
     }
 
 
