@@ -3,7 +3,8 @@
 :func:`verify_database` recomputes, from the stored rows alone, what
 ``python -m ledger.verify`` recomputes from the export, and also checks the caches
 the database keeps for speed: each ``Account.balance_fen`` must equal the sum of its
-entries, and ``LedgerHead`` must name the last transaction.
+entries, each household's ``sales_received_fen`` the sum of its credits by sales, and
+``LedgerHead`` must name the last transaction.
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.export import head, iter_export
-from ledger.models import Account, Entry
+from ledger.models import Account, Entry, Transaction
+from ledger.sales import SALE_KINDS
 from ledger.verify import verify_records
 
 MAX_PROBLEMS = 50
@@ -45,8 +47,23 @@ def verify_database(session: Session) -> AuditResult:
             )
         ).all()
     )
+    from_sales = dict(
+        session.execute(
+            select(Entry.account_id, func.coalesce(func.sum(-Entry.amount_fen), 0))
+            .join(Transaction, Transaction.id == Entry.transaction_id)
+            .where(Transaction.kind.in_(SALE_KINDS))
+            .group_by(Entry.account_id)
+        ).all()
+    )
     for account in session.scalars(select(Account).order_by(Account.code)):
         recomputed = int(sums.get(account.id, 0))
+        if account.kind == "household" and account.sales_received_fen != int(
+            from_sales.get(account.id, 0)
+        ):
+            problems.append(
+                f"account {account.code}: received from sales {account.sales_received_fen} "
+                f"fen, its sale entries sum to {int(from_sales.get(account.id, 0))} fen"
+            )
         if account.balance_fen != recomputed:
             problems.append(
                 f"account {account.code}: balance {account.balance_fen} fen, "

@@ -41,7 +41,7 @@ INCOME_KINDS = {
     "coop": "income_coop",
 }
 REVERSAL_KIND = "income_reversal"
-SALE_KINDS = ("sale", "offline_sale")
+
 # Public channel names (as in /api/v1/households "income_fen") for each posting kind.
 CHANNEL_OF_KIND = {
     "sale": "sales",

@@ -43,6 +43,10 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(120), default="")
     kind: Mapped[str] = mapped_column(String(16))
     balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A household's credits from sales so far (fen, positive; refunds and payouts do not
+    # lower it): what a "matched" rule compares. Kept by post_sale under the chain lock,
+    # like balance_fen a cache that `ledger verify` recomputes from the entries.
+    sales_received_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

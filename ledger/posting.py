@@ -36,6 +36,9 @@ _ADVANCE_HEAD = (
 _INSERT_ENTRY = insert(Entry.__table__)
 _FIND = select(Transaction).where(Transaction.key == bindparam("find_key"))
 
+# Kinds of posting that are sales (online, and offline at the hall, events, live streams).
+SALE_KINDS = ("sale", "offline_sale")
+
 
 class LedgerError(ValueError):
     """A posting was refused; nothing was written."""
@@ -250,6 +253,17 @@ def post(
         ],
     )
     changes = {accounts[code][0]: change for code, change in net.items() if change}
+    # A sale's credits to households also count as "received from sales" (what matched
+    # rules compare); refunds and payouts leave that figure alone.
+    from_sales = (
+        {
+            accounts[code][0]: -change
+            for code, change in net.items()
+            if accounts[code][1] == "household" and change < 0
+        }
+        if kind in SALE_KINDS
+        else {}
+    )
     # One statement for every account the posting touches. The WHERE is a backstop for
     # balances changed behind the lock's back (raw SQL): the check above already refused
     # every overdraw a posting could cause.
@@ -259,7 +273,17 @@ def post(
             update(_ACCOUNT)
             .where(_ACCOUNT.c.id.in_(sorted(changes)))
             .where((_ACCOUNT.c.kind != "household") | (_ACCOUNT.c.balance_fen + shift <= 0))
-            .values(balance_fen=_ACCOUNT.c.balance_fen + shift)
+            .values(
+                balance_fen=_ACCOUNT.c.balance_fen + shift,
+                **(
+                    {
+                        "sales_received_fen": _ACCOUNT.c.sales_received_fen
+                        + case(from_sales, value=_ACCOUNT.c.id, else_=0)
+                    }
+                    if from_sales
+                    else {}
+                ),
+            )
         ).rowcount
         if changed != len(changes):
             raise Overdrawn("a household would be owed less than nothing (roll back)")

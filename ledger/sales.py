@@ -26,18 +26,21 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ledger import posting
 from ledger.allocation import split_by_weight
 from ledger.base import Base
-from ledger.models import Account, Entry, Transaction
+from ledger.models import Account, Transaction
 from ledger.posting import LedgerError, Posted, _lock_head, ensure_accounts, find, post
 from ledger.rules import LineAllocation, allocate_line, rule_in_force
+
+_ACCOUNT = Account.__table__
 
 CLEARING = "alipay:clearing"
 FEES = "fees:alipay"
 HOUSEHOLD_PREFIX = "household:"
 # Online orders are "sale"; sales at the exhibition hall, events and live streams are
 # "offline_sale" (their money arrives in a cash/bank account instead of Alipay clearing).
-SALE_KINDS = ("sale", "offline_sale")
+SALE_KINDS = posting.SALE_KINDS
 
 
 class SaleLineRecord(Base):
@@ -94,14 +97,11 @@ def fee_for(total_fen: int, fee_basis_points: int) -> int:
 
 
 def _received_from_sales(session: Session, codes: Sequence[str]) -> dict[str, int]:
-    """Fen each household has been credited by sales so far (before refunds/payouts)."""
+    """Fen each household has been credited by sales so far (before refunds/payouts),
+    from the accounts' ``sales_received_fen``: one indexed read, whatever the history."""
     accounts = [household_account(c) for c in codes]
     rows = session.execute(
-        select(Account.code, func.coalesce(func.sum(-Entry.amount_fen), 0))
-        .join(Entry, Entry.account_id == Account.id)
-        .join(Transaction, Transaction.id == Entry.transaction_id)
-        .where(Account.code.in_(accounts), Transaction.kind.in_(SALE_KINDS))
-        .group_by(Account.code)
+        select(Account.code, Account.sales_received_fen).where(Account.code.in_(accounts))
     )
     received = dict.fromkeys(codes, 0)
     for code, fen in rows:
@@ -151,22 +151,30 @@ def post_sale(
     total = sum(line.unit_price_fen * line.quantity for line in lines)
     credits: dict[str, int] = defaultdict(int)
     allocations: list[LineAllocation] = []
-    received: dict[str, int] | None = None
+    # What each household received from sales before this order, read only for matched
+    # rules (weighted splits need no history); earlier lines of this order are added
+    # through ``credits``.
+    before: dict[str, int] = {}
     for line in lines:
         rule = rule_in_force(session, line.product_id, paid_at)
         line_total = line.unit_price_fen * line.quantity
         if rule is None:
             allocation = LineAllocation(line.product_id, None, 0, {})
+        elif rule.split == "weighted":
+            allocation = allocate_line(
+                rule, line.product_id, line.unit_price_fen, line.quantity, {}
+            )
         else:
-            if received is None or set(rule.weights()) - set(received):
-                known = received or {}
-                fresh = _received_from_sales(session, sorted(set(rule.weights()) - set(known)))
-                received = {**known, **fresh}
+            missing = sorted(set(rule.weights()) - set(before))
+            if missing:
+                before.update(_received_from_sales(session, missing))
+            received = {
+                code: before[code] + credits.get(household_account(code), 0)
+                for code in rule.weights()
+            }
             allocation = allocate_line(
                 rule, line.product_id, line.unit_price_fen, line.quantity, received
             )
-            for code, fen in allocation.parts.items():
-                received[code] = received.get(code, 0) + fen
         allocations.append(allocation)
         for code, fen in allocation.parts.items():
             credits[household_account(code)] += fen

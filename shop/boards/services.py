@@ -43,8 +43,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ledger.income import CHANNEL_OF_KIND, SALE_KINDS
+from ledger.income import CHANNEL_OF_KIND
 from ledger.models import Account, Entry, Transaction
+from ledger.posting import SALE_KINDS
 from shop.boards.models import (
     CHANNELS,
     BoardFeed,

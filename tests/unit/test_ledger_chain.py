@@ -407,3 +407,31 @@ def test_eight_workers_posting_at_once_keep_one_linear_chain(app):
         e["amount_fen"] for t in exported for e in t["entries"] if e["account"] in HOUSEHOLDS
     )
     assert sum(balances()[code] for code in HOUSEHOLDS) == credited
+
+
+def test_sales_received_is_kept_by_sales_only_and_audited(chain):
+    """Each household's "received from sales" cache (what matched rules compare) moves
+    with sale postings, not with the refund or the payout, and the audit names it when
+    raw SQL changes it."""
+    from_sales = dict(
+        db.session.execute(
+            select(Account.code, Account.sales_received_fen).where(Account.kind == "household")
+        ).all()
+    )
+    expected = {code: 0 for code in HOUSEHOLDS}
+    for n in range(5):
+        for code, amount in sale_entries(n):
+            if code in expected and amount < 0:
+                expected[code] -= amount
+    assert from_sales == expected and any(expected.values())
+
+    db.session.execute(
+        sa.text("UPDATE ledger_account SET sales_received_fen = 0 WHERE code = :c"),
+        {"c": HOUSEHOLDS[1]},
+    )
+    db.session.commit()
+    result = verify_database(db.session)
+    assert result.problems == [
+        f"account {HOUSEHOLDS[1]}: received from sales 0 fen, its sale entries sum to "
+        f"{expected[HOUSEHOLDS[1]]} fen"
+    ]
