@@ -64,7 +64,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('period', 'kind', 'key', name=op.f('pk_board_rank'))
     )
     with op.batch_alter_table('board_rank', schema=None) as batch_op:
-        batch_op.create_index('ix_board_rank_period_kind_amount', ['period', 'kind', 'amount_fen'], unique=False)
+        batch_op.create_index('ix_board_rank_period_kind_amount', ['period', 'kind', 'amount_fen', 'key'], unique=False)
 
     op.create_table('board_state',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),

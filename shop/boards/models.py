@@ -53,7 +53,8 @@ class BoardRank(db.Model):
 
     __tablename__ = "board_rank"
     __table_args__ = (
-        Index("ix_board_rank_period_kind_amount", "period", "kind", "amount_fen"),
+        # Rankings read this backwards: amount, then key to break ties, no sort needed.
+        Index("ix_board_rank_period_kind_amount", "period", "kind", "amount_fen", "key"),
         CheckConstraint("kind IN ('buyer', 'org', 'who')", name="kind"),
     )
 

@@ -620,7 +620,9 @@ def ranking(period: str, kind: str, limit: int = 10) -> list[dict]:
             _RANK.c.beneficiary_fen,
         )
         .where(_RANK.c.period == period, _RANK.c.kind == kind, _RANK.c.amount_fen > 0)
-        .order_by(_RANK.c.amount_fen.desc(), _RANK.c.label)
+        # Ties by key (a digest): arbitrary but stable, and the index gives the order
+        # without sorting a large tie (many buyers of one bottle each).
+        .order_by(_RANK.c.amount_fen.desc(), _RANK.c.key.desc())
         .limit(limit)
     )
     return [
@@ -968,49 +970,17 @@ def iter_purchases(batch: int = 1000):
         db.session.expunge_all()
 
 
-def iter_ledger_entries(batch: int = 2000):
-    """Every ledger entry with its transaction, in posting order:
+def iter_ledger_entries():
+    """Every ledger entry with its transaction, in posting order, from the public export:
     (id, key, kind, created_at, reverses, position, account, amount_fen, hash)."""
-    last = 0
-    while True:
-        txs = db.session.execute(
-            select(
-                Transaction.id,
-                Transaction.key,
-                Transaction.kind,
-                Transaction.created_at_text,
-                Transaction.reverses_id,
-                Transaction.hash,
-            )
-            .where(Transaction.id > last)
-            .order_by(Transaction.id)
-            .limit(batch)
-        ).all()
-        if not txs:
-            return
-        ids = [t.id for t in txs]
-        entries: dict[int, list] = defaultdict(list)
-        for tx_id, position, code, amount in db.session.execute(
-            select(Entry.transaction_id, Entry.position, Account.code, Entry.amount_fen)
-            .join(Account, Account.id == Entry.account_id)
-            .where(Entry.transaction_id.in_(ids))
-            .order_by(Entry.transaction_id, Entry.position)
-        ):
-            entries[tx_id].append((position, code, int(amount)))
-        for t in txs:
-            for position, code, amount in entries[t.id]:
-                yield (
-                    t.id,
-                    t.key,
-                    t.kind,
-                    t.created_at_text,
-                    t.reverses_id or "",
-                    position,
-                    code,
-                    amount,
-                    t.hash,
-                )
-        last = ids[-1]
+    from ledger.export import iter_export
+
+    for tx in iter_export(db.session):
+        for position, entry in enumerate(tx["entries"]):
+            yield (
+                tx["id"], tx["key"], tx["kind"], tx["created_at"], tx["reverses"] or "",
+                position, entry["account"], entry["amount_fen"], tx["hash"],
+            )  # fmt: skip
 
 
 def public_base_url() -> str:
