@@ -140,8 +140,9 @@ def post_sale(
     if not lines:
         raise LedgerError("a sale needs at least one line")
     existing = find(session, key)
+    locked_head = None
     if existing is None:
-        _lock_head(session)
+        locked_head = _lock_head(session)
         existing = find(session, key)
     if existing is not None:
         parts = sale_allocations(session, existing)
@@ -202,7 +203,15 @@ def post_sale(
         ((code, -fen) for code, fen in credits.items() if fen),
         key=lambda item: (not item[0].startswith(HOUSEHOLD_PREFIX), item[0] != FEES, item[0]),
     )
-    posted = post(session, key, kind, [(debit_account, total), *ordered], memo=memo, now=paid_at)
+    posted = post(
+        session,
+        key,
+        kind,
+        [(debit_account, total), *ordered],
+        memo=memo,
+        now=paid_at,
+        locked_head=locked_head,
+    )
     for line, allocation in zip(lines, allocations, strict=True):
         session.add(
             SaleLineRecord(

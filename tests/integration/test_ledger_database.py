@@ -66,6 +66,53 @@ def test_posted_rows_cannot_be_changed_even_with_raw_sql(app, wine, statement):
 
 
 @pytest.mark.postgres_only
+def test_postgresql_checks_every_transaction_of_a_commit_and_later_additions(app, wine):
+    """The zero-sum check runs once per ledger transaction per commit: a balanced one
+    does not excuse an unbalanced one beside it, and an entry added later to a
+    committed transaction is checked again."""
+    pay(make_order([(wine, 1)]), "T-SUM-2")
+    clearing = db.session.scalar(select(Account.id).where(Account.code == "alipay:clearing"))
+
+    def forge(tx_id: int, amounts: list[int]) -> None:
+        db.session.execute(
+            sa.text(
+                "INSERT INTO ledger_transaction (id, key, kind, memo, created_at, "
+                "created_at_text, prev_hash, hash) VALUES (:i, :k, 'sale', '', now(), 'x', "
+                ":p, :h)"
+            ),
+            {"i": tx_id, "k": f"forged-{tx_id}", "p": f"{tx_id:064x}", "h": f"{tx_id:064d}"},
+        )
+        for position, amount in enumerate(amounts):
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO ledger_entry (transaction_id, position, account_id, amount_fen)"
+                    " VALUES (:t, :p, :a, :m)"
+                ),
+                {"t": tx_id, "p": position, "a": clearing, "m": amount},
+            )
+
+    forge(98, [500, -500])  # balanced
+    forge(99, [700, -500])  # not
+    with pytest.raises(sa.exc.DatabaseError) as refused:
+        db.session.commit()
+    db.session.rollback()
+    assert "ledger transaction 99 is unbalanced" in str(refused.value)
+
+    with pytest.raises(sa.exc.DatabaseError) as refused:
+        db.session.execute(
+            sa.text(
+                "INSERT INTO ledger_entry (transaction_id, position, account_id, amount_fen) "
+                "VALUES (1, 99, :a, 1)"
+            ),
+            {"a": clearing},
+        )
+        db.session.commit()
+    db.session.rollback()
+    assert "ledger transaction 1 is unbalanced" in str(refused.value)
+    assert ledger_count() == 1
+
+
+@pytest.mark.postgres_only
 def test_postgresql_refuses_an_unbalanced_transaction_at_commit(app, wine):
     pay(make_order([(wine, 1)]), "T-SUM-1")
     clearing = db.session.scalar(select(Account.id).where(Account.code == "alipay:clearing"))
