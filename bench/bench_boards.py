@@ -36,9 +36,7 @@ FILE`` also writes the rows and the machine.
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,41 +48,13 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_ledger import machine, migrate  # noqa: E402  (this folder is on sys.path)
+
 PAGES = {
     "love board  GET /board": "/board",
     "results     GET /results": "/results",
     "api         GET /api/v1/board": "/api/v1/board",
 }
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def migrate(url: str, instance: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": url, "INSTANCE_PATH": str(instance)}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"flask db upgrade failed:\n{done.stderr[-3000:]}")
 
 
 def timed_pages(client, repeat: int, warmup: int) -> dict[str, list[float]]:
@@ -272,6 +242,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests first")
     parser.add_argument("--payments", type=int, default=100, help="timed payments per size")
     parser.add_argument("--json", type=Path, help="also write the rows and machine here")
+    parser.add_argument("--keep-schema", action="store_true", help="leave the schema (to EXPLAIN)")
     args = parser.parse_args()
 
     schema = f"bench_boards_{os.getpid()}"
@@ -282,11 +253,11 @@ def main() -> None:
     option = f"-csearch_path={schema}"
     joiner = "&" if "?" in args.database_url else "?"
     url = f"{args.database_url}{joiner}options={quote(option)}"
-    instance = Path(tempfile.mkdtemp(prefix="bench-boards-"))
-    os.environ["INSTANCE_PATH"] = str(instance)
+    folder = Path(tempfile.mkdtemp(prefix="bench-boards-"))
+    os.environ["INSTANCE_PATH"] = str(folder / "instance")
     rows = []
     try:
-        migrate(url, instance)
+        migrate(url, folder)
         from shop import create_app
         from shop.demo import seed_demo
         from shop.extensions import db
@@ -333,11 +304,14 @@ def main() -> None:
                 )
                 db.session.remove()
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        if args.keep_schema:
+            print(f"kept schema {schema}")
+        else:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
-    print(f"\nPostgreSQL {server}; {machine()['cpu']} × {os.cpu_count()}")
+    print(f"\nPostgreSQL {server}; " + " · ".join(f"{k} {v}" for k, v in machine().items()))
     print(f"{'what':44} {'sales':>10} {'median ms':>10} {'p95 ms':>8} {'ratio':>6}")
     small = {r["what"]: r for r in rows if r["size"] == "small"}
     for row in rows:
