@@ -278,7 +278,9 @@ def post_clean(
         clean.payer_account,
         clean.household_code,
         clean.amount_fen,
-        memo=f"{labels[clean.channel]} {clean.period} {clean.memo}".strip()[:200],
+        # The ledger's memo is public (the export): only what the channel and period
+        # say. The staff's own note, which may name people, stays on the private record.
+        memo=f"{labels[clean.channel]} {clean.period}",
         payer_name=payer_name[:120],
         now=now,
     )

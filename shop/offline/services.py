@@ -245,6 +245,37 @@ def validate_sale(sale: SaleInput) -> None:
         raise OfflineError(_("请选择付款方式。"), "payment_method")
     if len(sale.organization) > 60:
         raise OfflineError(_("单位名称不能超过60个字。"), "organization")
+    if sale.board_display == "nickname" and looks_like_a_full_name(sale.board_name):
+        raise OfflineError(
+            _(
+                "“%(name)s”像是真实姓名，昵称会原样公开在爱心榜上。请换一个昵称，或选择姓氏加*。",
+                name=sale.board_name,
+            ),
+            "buyer_name",
+        )
+
+
+# The most common Chinese surnames (about 85 % of people): a 2–3 character "nickname"
+# starting with one of them is most likely somebody's real name typed in the wrong box.
+COMMON_SURNAMES = set(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜"
+    "叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶"
+    "黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤欧"
+)
+
+
+COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "慕容", "令狐", "皇甫", "公孙", "夏侯")
+
+
+def looks_like_a_full_name(text: str) -> bool:
+    """True for 2–3 Chinese characters starting with a common surname (``李四``,
+    ``王小明``), or 3–4 starting with a compound one (``欧阳秀英``)."""
+    text = (text or "").strip()
+    if not text or not all("\u4e00" <= ch <= "\u9fff" for ch in text):
+        return False
+    if text[:2] in COMPOUND_SURNAMES:
+        return 3 <= len(text) <= 4
+    return 2 <= len(text) <= 3 and text[0] in COMMON_SURNAMES
 
 
 def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True) -> OfflineSale:

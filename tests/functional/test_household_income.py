@@ -316,3 +316,12 @@ def test_staff_cannot_reverse_income(staff_client, register):
     book(staff_client, register)
     record = db.session.scalar(select(HouseholdIncome))
     assert staff_client.post(f"/console/offline/income/{record.id}/reverse").status_code == 403
+
+
+def test_the_staff_note_stays_private_and_out_of_the_public_ledger(staff_client, register):
+    book(staff_client, register, memo="张三明本人签收，电话13900001111")
+    record = db.session.scalar(select(HouseholdIncome))
+    assert record.memo.startswith("张三明本人签收")  # kept for the village team
+    export = staff_client.get("/api/v1/ledger/export.jsonl").get_data(as_text=True)
+    assert "income_land" in export
+    assert "张三明" not in export and "13900001111" not in export

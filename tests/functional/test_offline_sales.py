@@ -213,6 +213,32 @@ def test_the_same_file_under_another_event_is_refused(staff_client, programme):
     assert stock(programme["wine"]) == 97
 
 
+def test_a_real_name_typed_as_a_nickname_is_refused(staff_client, programme):
+    """A nickname is published as typed; a full name in that box would be too."""
+    rows = [GOOD_ROWS[0], "2026-01-21,树莓果酒,1,158,现金,李四,昵称,"]
+    response = upload(staff_client, event_csv(rows))
+    page = staff_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "第 3 行" in page and "像是真实姓名" in page
+    batch = db.session.scalar(select(ImportBatch))
+    staff_client.post(
+        f"/console/offline/batches/{batch.id}/confirm", data={"csrf_token": csrf_of(page)}
+    )
+    assert tx_count() == 0
+
+    hall = staff_client.get("/console/offline/").get_data(as_text=True)
+    refused = staff_client.post(
+        "/console/offline/",
+        data={
+            "token": token_of(hall), "product_id": str(programme["wine"].id), "quantity": "1",
+            "unit_price": "", "payment_method": "cash", "board_display": "nickname",
+            "buyer_name": "欧阳秀英", "organization": "",
+        },
+    )  # fmt: skip
+    assert refused.status_code == 422 and "像是真实姓名" in refused.get_data(as_text=True)
+    assert tx_count() == 0
+    assert "李四" not in staff_client.get("/board").get_data(as_text=True)
+
+
 def test_identical_rows_in_one_file_are_separate_sales(staff_client, programme):
     rows = ["2026-01-20,树莓果酒,1,158,现金,,匿名,"] * 2
     response = upload(staff_client, event_csv(rows))
