@@ -304,7 +304,7 @@ def label_sheet():
         for p in products
         for _copy in range(copies)
     ]
-    orders = services.traceable_orders(request.args.get("orders", "", type=str))
+    orders, skipped = services.traceable_orders(request.args.get("orders", "", type=str))
     for order in orders:
         url = base + url_for("boards.trace", token=order.token)
         labels.append(
@@ -325,4 +325,5 @@ def label_sheet():
         chosen=chosen,
         products=list(all_products),
         orders_text=request.args.get("orders", "")[:2000],
+        skipped=skipped,
     )

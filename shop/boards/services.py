@@ -1032,9 +1032,10 @@ def product_households(product_id: int, limit: int = 60) -> list[dict]:
 MAX_LABEL_ORDERS = 40
 
 
-def traceable_orders(numbers_text: str) -> list:
+def traceable_orders(numbers_text: str) -> tuple[list, list[str]]:
     """Paid (or later) orders named by number in ``numbers_text`` (separated by spaces,
-    commas or new lines), in the order given; unknown or unpaid numbers are skipped."""
+    commas or new lines), in the order given, and the numbers that are unknown or not
+    paid (no trace page to print)."""
     import re
 
     from shop.orders.models import Order
@@ -1042,13 +1043,13 @@ def traceable_orders(numbers_text: str) -> list:
     numbers = list(dict.fromkeys(re.findall(r"[A-Za-z0-9-]{6,40}", numbers_text or "")))
     numbers = numbers[:MAX_LABEL_ORDERS]
     if not numbers:
-        return []
+        return [], []
     found = {
         order.order_no: order
         for order in db.session.scalars(select(Order).where(Order.order_no.in_(numbers)))
         if order.status not in ("pending_payment", "cancelled")
     }
-    return [found[n] for n in numbers if n in found]
+    return [found[n] for n in numbers if n in found], [n for n in numbers if n not in found]
 
 
 def product_household_count(product_id: int) -> int:

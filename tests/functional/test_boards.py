@@ -345,6 +345,10 @@ def test_qr_codes_point_at_the_public_pages(client, app, programme, staff_client
     assert body.count(wine_qr) == 3
     assert qr_svg(f"{base}/trace/{order.token}", scale=3, inline=True) in body
     assert programme["honey"].name not in body.split('class="label-sheet"')[1]
+    assert "没有溯源码：NOPE" not in body  # too short to be an order number: ignored
+    unpaid = make_order([(programme["honey"], 1)])
+    sheet = staff_client.get("/console/labels", query_string={"orders": unpaid.order_no})
+    assert f"没有溯源码：{unpaid.order_no}" in sheet.get_data(as_text=True)
 
 
 def test_the_label_sheet_is_for_staff(client, app):
