@@ -26,8 +26,14 @@ MAX_KEY_LENGTH = 128
 _ACCOUNT = Account.__table__
 _TRANSACTION = Transaction.__table__
 _HEAD = LedgerHead.__table__
-_TOUCH_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(count=_HEAD.c.count)
-_READ_HEAD = select(_HEAD.c.count, _HEAD.c.hash).where(_HEAD.c.id == 1)
+# A no-op UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite); RETURNING
+# reads the head as it is once the lock is granted, in the same round trip.
+_LOCK_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(count=_HEAD.c.count)
+    .returning(_HEAD.c.count, _HEAD.c.hash)
+)
 _ADVANCE_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)
@@ -126,11 +132,11 @@ def ensure_accounts(session: Session, wanted: dict[str, tuple[str, str]]) -> Non
 def _lock_head(session: Session) -> tuple[int, str]:
     """Take the chain head's lock for the rest of the caller's transaction and return
     (count, hash) as it is now, read after the lock was granted."""
-    # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before we read.
-    locked = session.execute(_TOUCH_HEAD).rowcount
-    if locked == 0:  # a database emptied by hand (tests TRUNCATE): start at genesis
+    row = session.execute(_LOCK_HEAD).first()
+    if row is None:  # a database emptied by hand (tests TRUNCATE): start at genesis
         session.execute(insert(_HEAD).values(id=1, count=0, hash=GENESIS_HASH))
-    count, hash_ = session.execute(_READ_HEAD).one()
+        row = (0, GENESIS_HASH)
+    count, hash_ = row
     _forget(session, LedgerHead, [1])
     return int(count), hash_
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from ledger.allocation import split_by_weight
 from ledger.base import Base, UTCDateTime, utcnow
@@ -168,10 +168,17 @@ def latest_rule(session: Session, product_id: int | None) -> BenefitRule | None:
 def rule_in_force(session: Session, product_id: int, at: datetime) -> BenefitRule | None:
     """The product's rule in force at ``at``, else the default rule then, else None."""
     for owner in (BenefitRule.product_id == product_id, BenefitRule.product_id.is_(None)):
-        rule = session.scalar(
-            select(BenefitRule)
-            .where(owner, BenefitRule.effective_from <= at)
-            .order_by(BenefitRule.version.desc())
+        # Its households come in the same query: every sale needs them.
+        rule = (
+            session.scalars(
+                select(BenefitRule)
+                .options(joinedload(BenefitRule.households))
+                .where(owner, BenefitRule.effective_from <= at)
+                .order_by(BenefitRule.version.desc())
+                .limit(1)
+            )
+            .unique()
+            .first()
         )
         if rule is not None:
             return rule
