@@ -991,12 +991,6 @@ def today_label(now: datetime | None = None) -> str:
     return (now or utcnow()).astimezone(SHANGHAI).strftime("%Y-%m-%d")
 
 
-def seconds_to_midnight(now: datetime | None = None) -> int:
-    local = (now or utcnow()).astimezone(SHANGHAI)
-    tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return int((tomorrow - local).total_seconds())
-
-
 # --- product pages: whom a product helps ------------------------------------------------
 
 

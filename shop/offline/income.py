@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from ledger import income as ledger_income
 from ledger.posting import LedgerError, Overdrawn
@@ -400,7 +400,3 @@ def recent_income(channel: str | None = None, query: str = "", limit: int = 200)
     if query:
         stmt = stmt.where(HouseholdIncome.household_code == query.strip().upper())
     return list(db.session.scalars(stmt))
-
-
-def income_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(HouseholdIncome)) or 0

@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from ledger import sales as ledger_sales
-from ledger.posting import LedgerError, ensure_account, find
+from ledger.posting import LedgerError, ensure_account
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
 from shop.db import utcnow
@@ -63,10 +63,6 @@ def payment_labels() -> dict[str, str]:
         "transfer": _("对公转账"),
         "other": _("其他"),
     }
-
-
-def local_noon(day: date) -> datetime:
-    return datetime.combine(day, time(12, 0), tzinfo=SHANGHAI).astimezone(UTC)
 
 
 def board_name_for(display: str, buyer_name: str = "", nickname: str = "") -> str:
@@ -313,11 +309,6 @@ def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True)
         raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
     db.session.refresh(record)
     return record
-
-
-def sale_transaction_hash(record: OfflineSale) -> str:
-    tx = find(db.session, record.row_key)
-    return tx.hash if tx else ""
 
 
 # --- reports ----------------------------------------------------------------------
