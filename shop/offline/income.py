@@ -389,8 +389,11 @@ def dividend_weights(households: list[Household], basis: str) -> dict[str, int]:
 
 
 def income_totals_by_channel() -> dict[str, int]:
-    """Programme totals per income channel (fen), straight from the ledger."""
-    return ledger_income.income_totals(db.session)
+    """Programme totals per income channel and ``total`` (fen): the results board's
+    aggregates, kept in step with the ledger, so this page does not sum the ledger."""
+    from shop.boards.services import programme_totals
+
+    return programme_totals()["income"]
 
 
 def recent_income(channel: str | None = None, query: str = "", limit: int = 200):
