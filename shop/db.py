@@ -36,3 +36,8 @@ def render_migration_type(type_, obj, autogen_context):
     if type_ == "type" and isinstance(obj, TypeDecorator):
         return "sa." + repr(obj.impl)
     return False
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (use with ``escape="\\\\"``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

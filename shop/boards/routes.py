@@ -25,7 +25,7 @@ from shop.auth.decorators import role_required
 from shop.boards import services
 from shop.boards.charts import COLOURS, stacked_chart
 from shop.boards.qr import qr_svg
-from shop.catalog.models import Product
+from shop.catalog.services import published_product
 from shop.extensions import db
 
 bp = Blueprint("boards", __name__)
@@ -143,8 +143,7 @@ def _svg(svg: str) -> Response:
 
 @bp.route("/qr/products/<slug>.svg")
 def product_qr(slug: str):
-    product = db.session.query(Product).filter_by(slug=slug[:80], status="published").first()
-    if product is None:
+    if published_product(slug[:80]) is None:
         abort(404)
     return _svg(qr_svg(services.public_base_url() + url_for("catalog.product", slug=slug)))
 
@@ -286,44 +285,14 @@ def label_sheet():
     trace pages of orders given by number (to slip into the parcel)."""
     copies = max(1, min(request.args.get("copies", 6, type=int) or 6, LABEL_COPIES_MAX))
     chosen = set(request.args.getlist("product"))
-    base = services.public_base_url()
-    products = [
-        p
-        for p in db.session.query(Product).filter_by(status="published").order_by(Product.id)
-        if not chosen or p.slug in chosen
-    ]
-    labels = [
-        {
-            "title": p.name,
-            "subtitle": _("扫码看看它帮到了谁"),
-            "url": base + url_for("catalog.product", slug=p.slug),
-            "qr": qr_svg(base + url_for("catalog.product", slug=p.slug), scale=3, inline=True),
-            "share_fen": p.beneficiary_fen_per_unit,
-            "unit": p.unit,
-        }
-        for p in products
-        for _copy in range(copies)
-    ]
-    orders, skipped = services.traceable_orders(request.args.get("orders", "", type=str))
-    for order in orders:
-        url = base + url_for("boards.trace", token=order.token)
-        labels.append(
-            {
-                "title": order.order_no,
-                "subtitle": _("扫码查看帮到的农户"),
-                "url": url,
-                "qr": qr_svg(url, scale=3, inline=True),
-                "share_fen": 0,
-                "unit": "",
-            }
-        )
-    all_products = db.session.query(Product).filter_by(status="published").order_by(Product.id)
+    orders_text = request.args.get("orders", "", type=str)[:2000]
+    sheet = services.label_sheet(chosen, copies, orders_text)
     return render_template(
         "boards/labels.html",
-        labels=labels,
+        labels=sheet.labels,
         copies=copies,
         chosen=chosen,
-        products=list(all_products),
-        orders_text=request.args.get("orders", "")[:2000],
-        skipped=skipped,
+        products=sheet.products,
+        orders_text=orders_text,
+        skipped=sheet.skipped,
     )

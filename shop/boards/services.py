@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -57,7 +58,7 @@ from shop.boards.models import (
     BoardRank,
     BoardState,
 )
-from shop.db import utcnow
+from shop.db import escape_like, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI
 from shop.households.models import Household, Village
@@ -589,18 +590,11 @@ PERIODS = ("today", "month", "all")
 
 
 def totals(period: str = "all") -> dict:
-    row = db.session.get(BoardPeriod, period)
+    """A period's totals and the households reached by sales so far."""
     reached = db.session.scalar(
         select(func.count()).select_from(_HOUSEHOLD).where(_HOUSEHOLD.c.sales_fen > 0)
     )
-    return {
-        "orders": int(row.orders) if row else 0,
-        "units": int(row.units) if row else 0,
-        "amount_fen": int(row.amount_fen) if row else 0,
-        "beneficiary_fen": int(row.beneficiary_fen) if row else 0,
-        "households_reached": int(reached or 0),
-        "buyers": int(row.buyers) if row else 0,
-    }
+    return {**period_totals(period), "households_reached": int(reached or 0)}
 
 
 def period_totals(period: str) -> dict:
@@ -767,7 +761,7 @@ def household_rows(query: str = "", exact_code: str | None = None) -> list[House
         statement = statement.where(Household.code == exact_code)
     query = (query or "").strip()
     if query:
-        statement = statement.where(Household.code.ilike(f"%{_escape_like(query)}%", escape="\\"))
+        statement = statement.where(Household.code.ilike(f"%{escape_like(query)}%", escape="\\"))
     return [
         HouseholdRow(
             h.code,
@@ -780,10 +774,6 @@ def household_rows(query: str = "", exact_code: str | None = None) -> list[House
         )
         for h, village, b in db.session.execute(statement)
     ]
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def households_json() -> dict:
@@ -1024,6 +1014,49 @@ def product_households(product_id: int, limit: int = 60) -> list[dict]:
 
 
 MAX_LABEL_ORDERS = 40
+
+
+@dataclass
+class LabelSheet:
+    labels: list[dict]  # title, subtitle, url, qr (inline SVG), share_fen, unit
+    products: list  # every published product, to choose from
+    skipped: list[str]  # order numbers with no trace page (unknown or unpaid)
+
+
+def label_sheet(chosen_slugs: set[str], copies: int, orders_text: str) -> LabelSheet:
+    """QR labels: ``copies`` of each chosen published product (all when none is chosen),
+    then one for the trace page of each paid order named in ``orders_text``. Call it
+    within a request (URLs are built with ``url_for``)."""
+    from flask import url_for
+
+    from shop.boards.qr import qr_svg
+    from shop.catalog.models import Product
+
+    base = public_base_url()
+    published = list(
+        db.session.scalars(
+            select(Product).where(Product.status == "published").order_by(Product.id)
+        )
+    )
+
+    def label(title: str, subtitle: str, url: str, share_fen: int = 0, unit: str = "") -> dict:
+        qr = qr_svg(url, scale=3, inline=True)
+        return {"title": title, "subtitle": subtitle, "url": url, "qr": qr,
+                "share_fen": share_fen, "unit": unit}  # fmt: skip
+
+    labels = []
+    for product in published:
+        if chosen_slugs and product.slug not in chosen_slugs:
+            continue
+        url = base + url_for("catalog.product", slug=product.slug)
+        one = label(product.name, _("扫码看看它帮到了谁"), url, product.beneficiary_fen_per_unit,
+                    product.unit)  # fmt: skip
+        labels += [one] * copies
+    orders, skipped = traceable_orders(orders_text)
+    for order in orders:
+        url = base + url_for("boards.trace", token=order.token)
+        labels.append(label(order.order_no, _("扫码查看帮到的农户"), url))
+    return LabelSheet(labels, published, skipped)
 
 
 def traceable_orders(numbers_text: str) -> tuple[list, list[str]]:

@@ -4,6 +4,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from shop.catalog.models import Category, Product
+from shop.db import escape_like
 from shop.extensions import db
 
 MAX_QUERY_LENGTH = 60
@@ -39,10 +40,6 @@ def published_product(slug: str) -> Product | None:
     return db.session.scalar(_published().where(Product.slug == slug))
 
 
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def search_products(query: str) -> list[Product]:
     """Published products whose name, subtitle or producer contains ``query``.
 
@@ -51,7 +48,7 @@ def search_products(query: str) -> list[Product]:
     term = (query or "").strip()[:MAX_QUERY_LENGTH]
     if not term:
         return []
-    pattern = f"%{_escape_like(term)}%"
+    pattern = f"%{escape_like(term)}%"
     stmt = (
         _published()
         .where(

@@ -29,6 +29,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
+from shop.db import escape_like
 from shop.extensions import db
 from shop.households.models import Household, Village
 from shop.pii import cipher, mask_name
@@ -414,10 +415,6 @@ def villages() -> list[Village]:
     return list(db.session.scalars(select(Village).order_by(Village.code)))
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def household_query(
     village_id: int | None = None, q: str | None = None, active: bool | None = None
 ) -> Select:
@@ -434,7 +431,7 @@ def household_query(
         query = query.where(Household.active.is_(active))
     term = _text(q)[:60]
     if term:
-        pattern = f"%{_escape_like(term)}%"
+        pattern = f"%{escape_like(term)}%"
         conditions = [
             Household.code.ilike(pattern, escape="\\"),
             Household.name_masked.like(pattern, escape="\\"),
