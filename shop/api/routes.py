@@ -69,7 +69,8 @@ def board():
     period = request.args.get("period", "all", type=str)
     if period not in boards.PERIODS:
         return error(422, "invalid_period", "period must be one of: today, month, all")
-    limit = request.args.get("limit", 10, type=int)
+    raw_limit = request.args.get("limit", "10")
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else None
     if limit is None or not 1 <= limit <= 100:
         return error(422, "invalid_limit", "limit must be an integer from 1 to 100")
     etag = f"board-{boards.board_version()}-{boards.today_label()}-{period}-{limit}"

@@ -217,8 +217,10 @@ def test_the_board_answers_304_until_a_posting_changes_it(client, programme):
 def test_bad_board_parameters_are_422_json(client, app):
     answer = client.get("/api/v1/board", query_string={"period": "forever"})
     assert answer.status_code == 422 and answer.get_json()["error"]["code"] == "invalid_period"
-    answer = client.get("/api/v1/board", query_string={"limit": "1000"})
-    assert answer.status_code == 422 and answer.get_json()["error"]["code"] == "invalid_limit"
+    for limit in ("1000", "abc", "0", "-3", "2.5", "²"):
+        answer = client.get("/api/v1/board", query_string={"limit": limit})
+        assert answer.status_code == 422, limit
+        assert answer.get_json()["error"]["code"] == "invalid_limit"
     assert client.get("/households/NO-SUCH").status_code == 404
     assert client.get("/trace/not-a-token").status_code == 404
 
