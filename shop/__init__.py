@@ -8,8 +8,10 @@ from flask import Flask, jsonify, render_template, request, session
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from shop.config import PROJECT_ROOT, Config, TestingConfig
+from shop.db import MAX_ROW_ID
 from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
 from shop.pii import EXTENSION_KEY, PiiCipher
 
@@ -27,6 +29,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder="static",
     )
+    # Every <int:…> in a URL is a row id: bounded to what an INTEGER column holds, so
+    # /batches/99999999999999999999 is a 404, not a database overflow (500).
+    app.url_map.converters["int"] = RowIdConverter
 
     if isinstance(config, dict):
         overrides = dict(config)
@@ -82,6 +87,15 @@ def _warn_when_reached_elsewhere(app: Flask) -> None:
                 app.config["PUBLIC_BASE_URL"],
                 here,
             )
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` limited to 1 … 2**31-1 (PostgreSQL ``integer``; SQLite is wider)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def _select_locale() -> str:

@@ -41,3 +41,6 @@ def render_migration_type(type_, obj, autogen_context):
 def escape_like(text: str) -> str:
     """``text`` as a literal inside a LIKE pattern (use with ``escape="\\\\"``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+MAX_ROW_ID = 2**31 - 1  # the largest id an ``Integer`` column holds on PostgreSQL

@@ -26,6 +26,7 @@ from shop.boards import services
 from shop.boards.charts import COLOURS, stacked_chart
 from shop.boards.qr import qr_svg
 from shop.catalog.services import published_product
+from shop.db import MAX_ROW_ID
 from shop.extensions import db
 
 bp = Blueprint("boards", __name__)
@@ -101,7 +102,9 @@ def results_board():
 @bp.route("/households/<code>")
 def household(code: str):
     before = request.args.get("before", type=int)
-    page = services.household_page(code[:16], statement_before=before if before else None)
+    if before is not None and not 0 < before <= MAX_ROW_ID:
+        before = None  # not a transaction id: the newest page
+    page = services.household_page(code[:16], statement_before=before)
     if page is None:
         exact = services.find_household_code(code[:16])  # sj-001 → SJ-001
         if exact and exact != code:
