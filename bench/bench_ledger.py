@@ -38,6 +38,7 @@ Prints one table; ``--json FILE`` also writes the rows as JSON.
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -70,7 +71,16 @@ from ledger.base import utcnow  # noqa: E402
 from ledger.export import iter_export_lines  # noqa: E402
 from ledger.posting import ensure_account, post  # noqa: E402
 from ledger.rules import create_rule  # noqa: E402
-from ledger.sales import CLEARING, FEES, SaleLine, fee_for, household_account, post_sale  # noqa: E402
+from ledger.sales import (  # noqa: E402
+    CLEARING,
+    FEES,
+    SaleLine,
+    SaleRequest,
+    fee_for,
+    household_account,
+    post_sale,
+    post_sales,
+)
 
 ENTERPRISE = "enterprise:bench"
 UNIT_PRICE_FEN = 15_800  # ¥158.00, the demo's gift box
@@ -128,14 +138,27 @@ def sqlite_engine(path: Path, busy_timeout_ms: int, pool_size: int) -> sa.Engine
     return engine
 
 
+def open_engine(spec: tuple) -> sa.Engine:
+    """An engine from a picklable spec, so client processes can open their own:
+    ``("sqlite", path, busy_timeout_ms, pool)`` or ``("postgresql", url, options, pool)``."""
+    if spec[0] == "sqlite":
+        _, path, busy_timeout_ms, pool = spec
+        return sqlite_engine(Path(path), busy_timeout_ms, pool)
+    _, url, options, pool = spec
+    return sa.create_engine(url, pool_size=pool, connect_args={"options": options})
+
+
 @contextmanager
 def fresh_database(kind: str, args, folder: Path, tag: str) -> Iterator[sa.Engine]:
-    """A migrated, empty database for one scenario; removed afterwards."""
+    """A migrated, empty database for one scenario; removed afterwards. The engine's
+    ``bench_spec`` attribute is its :func:`open_engine` spec."""
     pool = max(args.clients, 1) + 2
     if kind == "sqlite":
         path = folder / f"{tag}.db"
         migrate(f"sqlite:///{path}", folder)
-        engine = sqlite_engine(path, args.busy_timeout_ms, pool)
+        spec = ("sqlite", str(path), args.busy_timeout_ms, pool)
+        engine = open_engine(spec)
+        engine.bench_spec = spec
         try:
             yield engine
         finally:
@@ -151,7 +174,9 @@ def fresh_database(kind: str, args, folder: Path, tag: str) -> Iterator[sa.Engin
     option = f"-csearch_path={schema}"
     joiner = "&" if "?" in args.database_url else "?"
     migrate(f"{args.database_url}{joiner}options={quote(option)}", folder)
-    engine = sa.create_engine(args.database_url, pool_size=pool, connect_args={"options": option})
+    spec = ("postgresql", args.database_url, option, pool)
+    engine = open_engine(spec)
+    engine.bench_spec = spec
     try:
         yield engine
     finally:
@@ -194,75 +219,138 @@ def retryable(error: DBAPIError) -> bool:
 # --- 1. sale postings ---------------------------------------------------------------
 
 
-def bench_per_tx(engine: sa.Engine, split: int, n_sales: int, clients: int, tag: str) -> dict:
-    """``n_sales`` sales, one per database transaction, from ``clients`` threads."""
+def post_one(session: Session, product_id: int, tag: str, n: int) -> None:
+    """One sale as the payment notification posts it: ``post_sale`` and commit."""
+    post_sale(
+        session,
+        f"sale:{tag}-{n}",
+        sale_lines(product_id, n),
+        utcnow(),
+        fee_basis_points=FEE_BASIS_POINTS,
+        memo=f"订单 {tag}-{n}",
+    )
+    session.commit()
+
+
+def post_until_done(session: Session, product_id: int, tag: str, take_number) -> tuple[list, int]:
+    """Post sales numbered by ``take_number()`` until it returns None; retry a sale
+    the database refused for a lock or serialisation conflict. Returns (latencies in
+    seconds, retries)."""
+    latencies: list[float] = []
+    retries = 0
+    while (n := take_number()) is not None:
+        while True:
+            started = time.perf_counter()
+            try:
+                post_one(session, product_id, tag, n)
+            except DBAPIError as error:
+                session.rollback()
+                if not retryable(error):
+                    raise
+                retries += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            break
+    return latencies, retries
+
+
+def client_process(spec, product_id, tag, n_sales, counter, barrier, results) -> None:
+    """A client in its own process (as a gunicorn worker is): its own engine and
+    connection, sales numbered by a shared counter."""
+
+    def take_number():
+        with counter.get_lock():
+            n = counter.value
+            counter.value += 1
+        return n if n < n_sales else None
+
+    engine = open_engine(spec)
+    try:
+        with Session(engine) as session:
+            session.connection()  # connect before the clock starts
+            session.rollback()
+            barrier.wait()
+            results.put(post_until_done(session, product_id, tag, take_number))
+    except BaseException as error:  # reported by the parent
+        barrier.abort()
+        results.put(error)
+    finally:
+        engine.dispose()
+
+
+def bench_per_tx(
+    engine: sa.Engine, split: int, n_sales: int, clients: int, tag: str, processes: bool
+) -> dict:
+    """``n_sales`` sales, one per database transaction, from ``clients`` threads of
+    this process or, with ``processes``, ``clients`` processes."""
     product_id = 1
     prepare(engine, split, product_id)
-    numbers = itertools.count()
-    take = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-    latencies: list[float] = []
-    retries = [0]
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        mine: list[float] = []
+    if processes:
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("q", 0)
+        barrier = context.Barrier(clients + 1)
+        results = context.Queue()
+        workers = [
+            context.Process(
+                target=client_process,
+                args=(engine.bench_spec, product_id, tag, n_sales, counter, barrier, results),
+            )
+            for _ in range(clients)
+        ]
+        for worker in workers:
+            worker.start()
         try:
-            with Session(engine) as session:
-                session.connection()  # connect before the clock starts
-                session.rollback()
-                barrier.wait()
-                while True:
-                    with take:
-                        n = next(numbers)
-                    if n >= n_sales:
-                        break
-                    while True:
-                        started = time.perf_counter()
-                        try:
-                            post_sale(
-                                session,
-                                f"sale:{tag}-{n}",
-                                sale_lines(product_id, n),
-                                utcnow(),
-                                fee_basis_points=FEE_BASIS_POINTS,
-                                memo=f"订单 {tag}-{n}",
-                            )
-                            session.commit()
-                        except DBAPIError as error:
-                            session.rollback()
-                            if not retryable(error):
-                                raise
-                            with take:
-                                retries[0] += 1
-                            continue
-                        mine.append(time.perf_counter() - started)
-                        break
-        except BaseException as error:  # reported by the main thread
-            errors.append(error)
-            if not barrier.broken:
-                barrier.abort()
-        finally:
-            with take:
-                latencies.extend(mine)
+            barrier.wait(timeout=120)
+        except threading.BrokenBarrierError:
+            pass
+        started = time.perf_counter()
+        outcomes = [results.get() for _ in workers]
+        elapsed = time.perf_counter() - started
+        for worker in workers:
+            worker.join()
+    else:
+        numbers = itertools.count()
+        take = threading.Lock()
+        thread_barrier = threading.Barrier(clients + 1)
+        outcomes = []
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+        def take_number():
+            with take:
+                n = next(numbers)
+            return n if n < n_sales else None
+
+        def client() -> None:
+            try:
+                with Session(engine) as session:
+                    session.connection()  # connect before the clock starts
+                    session.rollback()
+                    thread_barrier.wait()
+                    outcome = post_until_done(session, product_id, tag, take_number)
+            except BaseException as error:  # reported by the main thread
+                outcome = error
+                if not thread_barrier.broken:
+                    thread_barrier.abort()
+            with take:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        try:
+            thread_barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        started = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if errors:
         raise errors[0]
+    latencies = sorted(seconds for mine, _ in outcomes for seconds in mine)
     check_chain(engine, n_sales)
-    latencies.sort()
     return {
-        "benchmark": "sale per-tx",
+        "benchmark": f"sale per-tx ({'processes' if processes else 'threads'})",
         "households": split,
         "clients": clients,
         "batch": 1,
@@ -271,7 +359,7 @@ def bench_per_tx(engine: sa.Engine, split: int, n_sales: int, clients: int, tag:
         "per_s": n_sales / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
-        "retries": retries[0],
+        "retries": sum(retries for _, retries in outcomes),
     }
 
 
@@ -281,18 +369,21 @@ def bench_batched(engine: sa.Engine, split: int, n_sales: int, batch: int, tag: 
     prepare(engine, split, product_id)
     with Session(engine) as session:
         started = time.perf_counter()
-        for n in range(n_sales):
-            post_sale(
+        for first in range(0, n_sales, batch):
+            post_sales(
                 session,
-                f"import:{tag}-{n}",
-                sale_lines(product_id, n),
-                utcnow(),
-                fee_basis_points=FEE_BASIS_POINTS,
-                memo=f"批量 {tag}-{n}",
+                [
+                    SaleRequest(
+                        f"import:{tag}-{n}",
+                        sale_lines(product_id, n),
+                        utcnow(),
+                        fee_basis_points=FEE_BASIS_POINTS,
+                        memo=f"批量 {tag}-{n}",
+                    )
+                    for n in range(first, min(first + batch, n_sales))
+                ],
             )
-            if (n + 1) % batch == 0:
-                session.commit()
-        session.commit()
+            session.commit()
         elapsed = time.perf_counter() - started
     check_chain(engine, n_sales)
     return {
@@ -461,10 +552,10 @@ def run(kind: str, args, folder: Path) -> list[dict]:
         print(format_row(row), flush=True)
 
     for split in args.splits:
-        if args.clients:
+        for processes in [False, True][: 1 + args.processes] if args.clients else []:
             tag = f"t{next(scenario)}"
             with fresh_database(kind, args, folder, tag) as engine:
-                record(bench_per_tx(engine, split, args.sales, args.clients, tag))
+                record(bench_per_tx(engine, split, args.sales, args.clients, tag, processes))
         if args.batched_sales:
             tag = f"t{next(scenario)}"
             with fresh_database(kind, args, folder, tag) as engine:
@@ -550,6 +641,13 @@ def main() -> None:
     )
     parser.add_argument("--sales", type=int, default=2000, help="sales per per-tx run (2000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (8; 0 skips)")
+    parser.add_argument(
+        "--threads-only",
+        dest="processes",
+        action="store_false",
+        help="per-tx clients as threads of this process only (default: threads, then\n"
+        "processes — one Python process per client, as gunicorn workers are)",
+    )
     parser.add_argument(
         "--batched-sales", type=int, default=5000, help="sales per batched run (5000; 0 skips)"
     )

@@ -17,12 +17,19 @@ Split among the rule's linked households (``RuleHousehold``, by household code):
   household and the programme's money spreads evenly over time.
 """
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, or_, select
+from sqlalchemy.orm import (
+    Mapped,
+    Session,
+    joinedload,
+    mapped_column,
+    relationship,
+)
 
 from ledger.allocation import split_by_weight
 from ledger.base import Base, UTCDateTime, utcnow
@@ -68,10 +75,7 @@ class BenefitRule(Base):
 
     def share_for(self, unit_price_fen: int, quantity: int) -> int:
         """The households' share of a line, in fen (never more than the line total)."""
-        line_total = unit_price_fen * quantity
-        if self.share_kind == "fixed":
-            return min(self.share_fen_per_unit * quantity, line_total)
-        return line_total * self.share_basis_points // 10_000
+        return _share(self, unit_price_fen, quantity)
 
     def weights(self) -> dict[str, int]:
         return {link.household_code: link.weight for link in self.households}
@@ -186,6 +190,96 @@ def rule_in_force(session: Session, product_id: int, at: datetime) -> BenefitRul
 
 
 @dataclass(frozen=True)
+class RuleTerms:
+    """A rule version as plain values: what allocating a sale needs of it."""
+
+    id: int
+    product_id: int | None
+    version: int
+    share_kind: str
+    share_fen_per_unit: int
+    share_basis_points: int
+    split: str
+    effective_from: datetime
+    household_weights: tuple[tuple[str, int], ...]  # (code, weight), by code
+
+    def share_for(self, unit_price_fen: int, quantity: int) -> int:
+        """The households' share of a line, in fen (never more than the line total)."""
+        return _share(self, unit_price_fen, quantity)
+
+    def weights(self) -> dict[str, int]:
+        return dict(self.household_weights)
+
+
+def _share(rule: "BenefitRule | RuleTerms", unit_price_fen: int, quantity: int) -> int:
+    line_total = unit_price_fen * quantity
+    if rule.share_kind == "fixed":
+        return min(rule.share_fen_per_unit * quantity, line_total)
+    return line_total * rule.share_basis_points // 10_000
+
+
+_RULE = BenefitRule.__table__
+_LINK = RuleHousehold.__table__
+
+
+class RuleBook:
+    """Every version of some products' rules (and of the default rule) with their
+    households, read in one query of plain rows, to answer :func:`rule_in_force` for
+    many sales. Same answers as :func:`rule_in_force` for the products it was built for.
+    """
+
+    def __init__(self, session: Session, product_ids: Iterable[int]):
+        wanted = sorted(set(product_ids))
+        rows = session.execute(
+            select(
+                _RULE.c.id,
+                _RULE.c.product_id,
+                _RULE.c.version,
+                _RULE.c.share_kind,
+                _RULE.c.share_fen_per_unit,
+                _RULE.c.share_basis_points,
+                _RULE.c.split,
+                _RULE.c.effective_from,
+                _LINK.c.household_code,
+                _LINK.c.weight,
+            )
+            .outerjoin(_LINK, _LINK.c.rule_id == _RULE.c.id)
+            .where(or_(_RULE.c.product_id.in_(wanted), _RULE.c.product_id.is_(None)))
+            .order_by(_RULE.c.version.desc(), _LINK.c.household_code)
+        ).all()
+        weights: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        heads = {}
+        for row in rows:
+            heads.setdefault(row.id, row)
+            if row.household_code is not None:
+                weights[row.id].append((row.household_code, row.weight))
+        # Newest version first, per owner (a product id, or None for the default).
+        self._versions: dict[int | None, list[RuleTerms]] = defaultdict(list)
+        for rule_id, row in heads.items():
+            self._versions[row.product_id].append(
+                RuleTerms(
+                    rule_id,
+                    row.product_id,
+                    row.version,
+                    row.share_kind,
+                    row.share_fen_per_unit,
+                    row.share_basis_points,
+                    row.split,
+                    row.effective_from,
+                    tuple(weights[rule_id]),
+                )
+            )
+
+    def in_force(self, product_id: int, at: datetime) -> RuleTerms | None:
+        """The product's rule in force at ``at``, else the default rule then, else None."""
+        for owner in (product_id, None):
+            for rule in self._versions.get(owner, ()):
+                if rule.effective_from <= at:
+                    return rule
+        return None
+
+
+@dataclass(frozen=True)
 class LineAllocation:
     """How one sold line's household share was split: ``parts`` maps household code →
     fen (zero parts omitted); ``share_fen`` = sum of parts."""
@@ -197,7 +291,7 @@ class LineAllocation:
 
 
 def allocate_line(
-    rule: BenefitRule,
+    rule: "BenefitRule | RuleTerms",
     product_id: int,
     unit_price_fen: int,
     quantity: int,

@@ -31,7 +31,7 @@ from ledger.allocation import split_by_weight
 from ledger.base import Base
 from ledger.models import Account, Transaction
 from ledger.posting import LedgerError, Posted, _lock_head, ensure_accounts, find, post
-from ledger.rules import LineAllocation, allocate_line, rule_in_force
+from ledger.rules import LineAllocation, RuleBook, allocate_line
 
 _ACCOUNT = Account.__table__
 
@@ -118,6 +118,19 @@ def sale_allocations(session: Session, sale: Transaction) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class SaleRequest:
+    """One paid order (or offline sale) to post; see :func:`post_sale` for the fields."""
+
+    key: str
+    lines: Sequence[SaleLine]
+    paid_at: datetime
+    fee_basis_points: int = 0
+    memo: str = ""
+    kind: str = "sale"
+    debit_account: str = CLEARING
+
+
 def post_sale(
     session: Session,
     key: str,
@@ -137,95 +150,170 @@ def post_sale(
     ``offline_sale`` with ``debit_account`` the existing account that took the money
     (e.g. ``cash:hall``). Raises :class:`LedgerError` for an empty order.
     """
-    if not lines:
-        raise LedgerError("a sale needs at least one line")
-    existing = find(session, key)
-    locked_head = None
-    if existing is None:
-        locked_head = _lock_head(session)
-        existing = find(session, key)
-    if existing is not None:
-        parts = sale_allocations(session, existing)
-        posted = Posted(existing.id, existing.key, existing.hash, created=False)
-        return SaleResult(posted, [LineAllocation(0, None, sum(parts.values()), parts)])
+    request = SaleRequest(key, lines, paid_at, fee_basis_points, memo, kind, debit_account)
+    return post_sales(session, [request])[0]
 
-    total = sum(line.unit_price_fen * line.quantity for line in lines)
-    credits: dict[str, int] = defaultdict(int)
-    allocations: list[LineAllocation] = []
-    # What each household received from sales before this order, read only for matched
-    # rules (weighted splits need no history); earlier lines of this order are added
-    # through ``credits``.
-    before: dict[str, int] = {}
-    for line in lines:
-        rule = rule_in_force(session, line.product_id, paid_at)
-        line_total = line.unit_price_fen * line.quantity
-        if rule is None:
-            allocation = LineAllocation(line.product_id, None, 0, {})
-        elif rule.split == "weighted":
-            allocation = allocate_line(
-                rule, line.product_id, line.unit_price_fen, line.quantity, {}
+
+def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleResult]:
+    """Post many sales in order, all or nothing (flush, no commit): what an import does.
+
+    Each sale is its own transaction on the chain, exactly as :func:`post_sale` would
+    post it one by one (a ``matched`` rule sees the earlier sales of the batch), but
+    the rules, accounts and keys are read once for the batch and the rows are written
+    in a few statements under one hold of the head's lock. Results come in the order
+    of ``requests``; a key posted before is a repeat (``created=False``, nothing
+    written). Raises :class:`LedgerError` (nothing written) for an empty order, a
+    wrong kind, or a key given twice.
+    """
+    keys = [request.key for request in requests]
+    if len(set(keys)) != len(keys):
+        raise LedgerError("a batch of sales names the same key twice")
+    for request in requests:
+        if not request.lines:
+            raise LedgerError("a sale needs at least one line")
+        if request.kind not in SALE_KINDS:
+            raise LedgerError(f"a sale's kind is one of {SALE_KINDS}")
+    if not requests:
+        return []
+
+    # Everything that does not depend on the chain's state is read before taking the
+    # head's lock, so the lock is held for as few round trips as possible.
+    book = RuleBook(session, {line.product_id for r in requests for line in r.lines})
+    wanted = _accounts_wanted(requests, book)
+    # The accounts that took the money (a till, a bank) must exist already.
+    to_read = set(wanted) | {request.debit_account for request in requests}
+    refs = posting.account_refs(session, to_read)
+    for code, ref in refs.items():
+        if code in wanted and ref.kind != wanted[code][0]:
+            raise LedgerError(f"account {code} is a {ref.kind} account, not {wanted[code][0]}")
+    # Looked up under the lock, so a twin posting the same key concurrently is seen.
+    locked_head, existing = posting.lock_head_and_find(session, keys)
+    fresh = [request for request in requests if request.key not in existing]
+    if fresh and not set(wanted) <= set(refs):
+        # Created under the lock, so two first sales to a new household cannot race.
+        ensure_accounts(session, {c: wanted[c] for c in wanted if c not in refs})
+        refs = posting.account_refs(session, to_read)
+
+    results: dict[str, SaleResult] = {}
+    for key, transaction in existing.items():
+        parts = sale_allocations(session, transaction)
+        posted = Posted(transaction.id, key, transaction.hash, created=False)
+        results[key] = SaleResult(posted, [LineAllocation(0, None, sum(parts.values()), parts)])
+    if fresh:
+        allocations = _allocate(session, fresh, book)
+        items = [
+            posting.NewTransaction(
+                request.key,
+                request.kind,
+                _sale_entries(request, line_allocations),
+                request.memo,
+                None,
+                request.paid_at,
             )
-        else:
-            missing = sorted(set(rule.weights()) - set(before))
-            if missing:
-                before.update(_received_from_sales(session, missing))
-            received = {
-                code: before[code] + credits.get(household_account(code), 0)
-                for code in rule.weights()
+            for request, line_allocations in zip(fresh, allocations, strict=True)
+        ]
+        line_rows = [
+            {
+                "key": request.key,
+                "product_id": line.product_id,
+                "rule_id": allocation.rule_id,
+                "quantity": line.quantity,
+                "line_total_fen": line.unit_price_fen * line.quantity,
+                "share_fen": allocation.share_fen,
+                "remainder_account": line.remainder_account,
             }
-            allocation = allocate_line(
-                rule, line.product_id, line.unit_price_fen, line.quantity, received
-            )
-        allocations.append(allocation)
+            for request, line_allocations in zip(fresh, allocations, strict=True)
+            for line, allocation in zip(request.lines, line_allocations, strict=True)
+        ]
+        posted_list = posting.post_many(
+            session, items, locked_head=locked_head, accounts=refs, sale_lines=line_rows
+        )
+        for request, line_allocations, posted in zip(fresh, allocations, posted_list, strict=True):
+            results[request.key] = SaleResult(posted, line_allocations)
+    return [results[key] for key in keys]
+
+
+def _accounts_wanted(requests: Sequence[SaleRequest], book: RuleBook) -> dict[str, tuple[str, str]]:
+    """code → (kind, name) of the accounts the sales may credit, created if missing:
+    Alipay clearing, fees, remainder accounts and every household of the rules in force
+    (a matched rule may credit any of them)."""
+    wanted: dict[str, tuple[str, str]] = {FEES: ("fees", "支付宝手续费")}
+    for request in requests:
+        if request.debit_account == CLEARING:
+            wanted[CLEARING] = ("clearing", "支付宝待结算")
+        for line in request.lines:
+            prefix = line.remainder_account.split(":", 1)[0]
+            kind = prefix if prefix in ("enterprise", "collective") else "enterprise"
+            wanted[line.remainder_account] = (kind, "")
+            rule = book.in_force(line.product_id, request.paid_at)
+            for code in rule.weights() if rule is not None else ():
+                wanted[household_account(code)] = ("household", code)
+    return wanted
+
+
+def _allocate(
+    session: Session, requests: Sequence[SaleRequest], book: RuleBook
+) -> list[list[LineAllocation]]:
+    """Each sale's line allocations, in order. Matched rules compare what households
+    have received from sales (read once, under the head's lock) plus the credits of the
+    batch's earlier sales and lines."""
+    matched_codes = sorted(
+        {
+            code
+            for request in requests
+            for line in request.lines
+            if (rule := book.in_force(line.product_id, request.paid_at)) is not None
+            and rule.split == "matched"
+            for code in rule.weights()
+        }
+    )
+    received = _received_from_sales(session, matched_codes) if matched_codes else {}
+    allocations: list[list[LineAllocation]] = []
+    for request in requests:
+        mine: list[LineAllocation] = []
+        for line in request.lines:
+            rule = book.in_force(line.product_id, request.paid_at)
+            if rule is None:
+                allocation = LineAllocation(line.product_id, None, 0, {})
+            else:
+                allocation = allocate_line(
+                    rule,
+                    line.product_id,
+                    line.unit_price_fen,
+                    line.quantity,
+                    received if rule.split == "matched" else {},
+                )
+            for code, fen in allocation.parts.items():
+                if code in received:
+                    received[code] += fen
+            mine.append(allocation)
+        allocations.append(mine)
+    return allocations
+
+
+def _sale_entries(
+    request: SaleRequest, allocations: Sequence[LineAllocation]
+) -> list[tuple[str, int]]:
+    """Debit the total; credit households (by code), the fee, then remainder accounts."""
+    total = sum(line.unit_price_fen * line.quantity for line in request.lines)
+    credits: dict[str, int] = defaultdict(int)
+    for line, allocation in zip(request.lines, allocations, strict=True):
         for code, fen in allocation.parts.items():
             credits[household_account(code)] += fen
+        line_total = line.unit_price_fen * line.quantity
         credits[line.remainder_account] += line_total - allocation.share_fen
-
-    fee = min(fee_for(total, fee_basis_points), total - sum(a.share_fen for a in allocations))
+    fee = min(
+        fee_for(total, request.fee_basis_points), total - sum(a.share_fen for a in allocations)
+    )
     if fee:
         credits[FEES] += fee
-        credits[lines[0].remainder_account] -= fee
-
-    if kind not in SALE_KINDS:
-        raise LedgerError(f"a sale's kind is one of {SALE_KINDS}")
-    wanted = {FEES: ("fees", "支付宝手续费")}
-    if debit_account == CLEARING:
-        wanted[CLEARING] = ("clearing", "支付宝待结算")
-    for code in credits:
-        if code.startswith(HOUSEHOLD_PREFIX):
-            wanted[code] = ("household", code[len(HOUSEHOLD_PREFIX) :])
-        elif code != FEES:
-            prefix = code.split(":", 1)[0]
-            wanted[code] = (prefix if prefix in ("enterprise", "collective") else "enterprise", "")
-    ensure_accounts(session, wanted)
+        credits[request.lines[0].remainder_account] -= fee
     # Households first (by code), then fees, then the remainder accounts: a stable order.
     ordered = sorted(
         ((code, -fen) for code, fen in credits.items() if fen),
         key=lambda item: (not item[0].startswith(HOUSEHOLD_PREFIX), item[0] != FEES, item[0]),
     )
-    posted = post(
-        session,
-        key,
-        kind,
-        [(debit_account, total), *ordered],
-        memo=memo,
-        now=paid_at,
-        locked_head=locked_head,
-    )
-    for line, allocation in zip(lines, allocations, strict=True):
-        session.add(
-            SaleLineRecord(
-                transaction_id=posted.id,
-                product_id=line.product_id,
-                rule_id=allocation.rule_id,
-                quantity=line.quantity,
-                line_total_fen=line.unit_price_fen * line.quantity,
-                share_fen=allocation.share_fen,
-                remainder_account=line.remainder_account,
-            )
-        )
-    session.flush()
-    return SaleResult(posted, allocations)
+    return [(request.debit_account, total), *ordered]
 
 
 def totals_by_product(session: Session) -> list[tuple[int, int, int, int]]:
