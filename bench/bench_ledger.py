@@ -69,7 +69,7 @@ from ledger.allocation import split_by_weight  # noqa: E402
 from ledger.audit import verify_database  # noqa: E402
 from ledger.base import utcnow  # noqa: E402
 from ledger.export import iter_export_lines  # noqa: E402
-from ledger.posting import ensure_account, post  # noqa: E402
+from ledger.posting import NewTransaction, ensure_account, post_many  # noqa: E402
 from ledger.rules import create_rule  # noqa: E402
 from ledger.sales import (  # noqa: E402
     CLEARING,
@@ -423,22 +423,26 @@ def sale_entries(codes: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 
 def fill(engine: sa.Engine, n_tx: int, codes: dict[str, int], batch: int = 1000) -> float:
-    """Append ``n_tx`` sale-shaped transactions with ``post``; return the seconds taken."""
+    """Append ``n_tx`` sale-shaped transactions with ``post_many``, ``batch`` per
+    commit; return the seconds taken."""
     start = utcnow() - timedelta(seconds=n_tx)
     with Session(engine) as session:
         started = time.perf_counter()
-        for n in range(n_tx):
-            post(
+        for first in range(0, n_tx, batch):
+            post_many(
                 session,
-                f"sale:FILL-{n:07d}",
-                "sale",
-                sale_entries(codes, n),
-                memo=f"订单 FILL-{n}",
-                now=start + timedelta(seconds=n),
+                [
+                    NewTransaction(
+                        f"sale:FILL-{n:07d}",
+                        "sale",
+                        sale_entries(codes, n),
+                        memo=f"订单 FILL-{n}",
+                        now=start + timedelta(seconds=n),
+                    )
+                    for n in range(first, min(first + batch, n_tx))
+                ],
             )
-            if (n + 1) % batch == 0:
-                session.commit()
-        session.commit()
+            session.commit()
         return time.perf_counter() - started
 
 
@@ -449,7 +453,7 @@ def bench_verify(engine: sa.Engine, args, folder: Path, tag: str) -> list[dict]:
     filling = fill(engine, n_tx, households(VERIFY_SPLIT))
     rows = [
         {
-            "benchmark": "fill (post, 1000/commit)",
+            "benchmark": "fill (post_many, 1000)",
             "households": VERIFY_SPLIT,
             "clients": 1,
             "batch": 1000,

@@ -94,6 +94,10 @@ _PG_LOCK_HEAD_AND_FIND = text(
 )
 _FIND = select(Transaction).where(Transaction.key == bindparam("find_key"))
 
+# ``session.info`` key set to True when the session appends to the chain; whoever
+# follows the ledger (the shop's boards) pops it at commit or rollback.
+APPENDED = "ledger_appended"
+
 # Kinds of posting that are sales (online, and offline at the hall, events, live streams).
 SALE_KINDS = ("sale", "offline_sale")
 
@@ -504,6 +508,7 @@ def _append(
         _write_postgresql if session.get_bind().dialect.name == "postgresql" else _write_portable
     )
     changed = write(session, transactions, entry_rows, changes, from_sales, line_rows)
+    session.info[APPENDED] = True
     if changed != len(changes):
         # Backstop for balances changed behind the lock's back (raw SQL): the checks
         # above already refused every overdraw a posting could cause.

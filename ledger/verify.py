@@ -76,9 +76,9 @@ def _problem(report: Report, keys: set[str], tx: dict) -> str | None:
     return None
 
 
-def verify_records(records: Iterable[tuple[int, dict | str]]) -> Report:
-    """Check (line number, transaction) pairs in order — a transaction is an export
-    dict or its JSON text; stop at the first problem."""
+def verify_records(records: Iterable[tuple[int, dict | str]], unit: str = "line") -> Report:
+    """Check (number, transaction) pairs in order — a transaction is an export dict or
+    its JSON text; stop at the first problem, named "<unit> <number>: …"."""
     report = Report()
     keys: set[str] = set()
     for number, record in records:
@@ -89,7 +89,7 @@ def verify_records(records: Iterable[tuple[int, dict | str]]) -> Report:
             problem = f"malformed transaction ({error!r})"
         if problem is not None:
             report.ok = False
-            report.problem = f"line {number}: {problem}"
+            report.problem = f"{unit} {number}: {problem}"
             return report
         keys.add(tx["key"])
         for entry in tx["entries"]:

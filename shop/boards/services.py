@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from ledger.income import CHANNEL_OF_KIND
 from ledger.models import Account, Entry, Transaction
-from ledger.posting import SALE_KINDS
+from ledger.posting import APPENDED, SALE_KINDS
 from shop.boards.models import (
     CHANNELS,
     BoardFeed,
@@ -66,7 +66,6 @@ from shop.households.models import Household, Village
 HOUSEHOLD_PREFIX = "household:"
 ANONYMOUS = "爱心人士"
 BATCH = 500
-_DIRTY = "boards_ledger_posted"
 
 _STATE = BoardState.__table__
 _PERIOD = BoardPeriod.__table__
@@ -100,24 +99,18 @@ def _listen_once() -> None:
     _listening = True
     # On the scoped session: the listeners attach to Flask-SQLAlchemy's Session class,
     # not to plain sessions (the ledger's own tests use those).
-    event.listen(db.session, "do_orm_execute", _note_posting)
     event.listen(db.session, "before_commit", _fold_before_commit)
     event.listen(db.session, "after_rollback", _forget_posting)
 
 
-def _note_posting(state) -> None:
-    statement = state.statement
-    if state.is_insert and getattr(statement, "table", None) is Transaction.__table__:
-        state.session.info[_DIRTY] = True
-
-
 def _fold_before_commit(session: Session) -> None:
-    if session.info.pop(_DIRTY, False):
+    # The ledger marks a session that appended to the chain (however the rows went in).
+    if session.info.pop(APPENDED, False):
         follow_ledger(session)
 
 
 def _forget_posting(session: Session) -> None:
-    session.info.pop(_DIRTY, None)
+    session.info.pop(APPENDED, None)
 
 
 def _insert(session: Session):
