@@ -33,11 +33,13 @@ from shop.offline import income as income_services
 from shop.offline.models import ImportBatch, OfflineSale
 from shop.offline.services import (
     OfflineError,
+    RowError,
     SaleInput,
+    SaleRow,
     board_name_for,
     channel_labels,
     get_session,
-    post_sale_row,
+    post_sale_rows,
     sale_row_key,
     validate_sale,
 )
@@ -589,26 +591,30 @@ def confirm(batch_id: int, user_id: int | None = None) -> Preview:
         raise ImportFailed(result.errors)
     posted = 0
     try:
-        for row in result.new_rows:
-            if batch.purpose == "sales":
+        if batch.purpose == "sales":
+            sale_rows = []
+            for row in result.new_rows:
                 (channel, session_name), sale, key = row.value
                 starts_on = ends_on = None
                 if channel == batch.channel and session_name == batch.session_name:
                     starts_on, ends_on = batch.starts_on, batch.ends_on
                 day = sale.sold_at.astimezone(SHANGHAI).date()
                 sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
-                try:
-                    _record, created = post_sale_row(
-                        sales_session, sale, key, batch.id, row.number, user_id
-                    )
-                except OfflineError as error:
-                    raise ImportFailed(
-                        [_("第 %(row)s 行：%(msg)s", row=row.number, msg=error.message)]
-                    ) from None
-            else:
-                clean = row.value
-                _record, created = income_services.post_clean(clean, batch.id, row.number, user_id)
-            posted += int(created)
+                sale_rows.append(SaleRow(sales_session, sale, key, batch.id, row.number))
+            try:
+                # One append to the ledger for the whole file.
+                outcomes = post_sale_rows(sale_rows, user_id)
+            except RowError as error:
+                raise ImportFailed(
+                    [_("第 %(row)s 行：%(msg)s", row=error.row_number, msg=error.message)]
+                ) from None
+            posted = sum(int(created) for _record, created in outcomes)
+        else:
+            for row in result.new_rows:
+                _record, created = income_services.post_clean(
+                    row.value, batch.id, row.number, user_id
+                )
+                posted += int(created)
         batch.status = "posted"
         batch.posted_at = utcnow()
         batch.row_count = len(result.rows)

@@ -132,6 +132,26 @@ def get_session(channel: str, name: str = "", starts_on=None, ends_on=None) -> S
     return session
 
 
+@dataclass(frozen=True)
+class SaleRow:
+    """One offline sale to post: where it was sold, what, under which key (a hall
+    form's token or an import row), and which import batch row it came from."""
+
+    sales_session: SalesSession
+    sale: SaleInput
+    key: str
+    batch_id: int | None = None
+    row_number: int | None = None
+
+
+class RowError(OfflineError):
+    """An :class:`OfflineError` about one row of several (``row_number``)."""
+
+    def __init__(self, row_number: int | None, error: OfflineError):
+        super().__init__(error.message, error.field)
+        self.row_number = row_number
+
+
 def post_sale_row(
     sales_session: SalesSession,
     sale: SaleInput,
@@ -146,9 +166,103 @@ def post_sale_row(
     A key already posted returns its row and changes nothing. Raises
     :class:`OfflineError` when the product is gone or has too little stock.
     """
-    existing = db.session.scalar(select(OfflineSale).where(OfflineSale.row_key == key))
-    if existing is not None:
-        return existing, False
+    try:
+        return post_sale_rows(
+            [SaleRow(sales_session, sale, key, batch_id, row_number)], user_id, now
+        )[0]
+    except RowError as error:
+        raise OfflineError(error.message, error.field) from None
+
+
+def post_sale_rows(
+    rows: list[SaleRow], user_id: int | None = None, now: datetime | None = None
+) -> list[tuple[OfflineSale, bool]]:
+    """Take the stock for every row and post them all, each sold line its own ledger
+    transaction, in one append (``ledger.sales.post_sales``): what an import does.
+    Flush, no commit; returns (row, created) per row, in order. Rows whose key was
+    posted before return their record and change nothing.
+
+    Raises :class:`RowError` (naming the row) when a product is gone or has too little
+    stock, and :class:`OfflineError` when a twin request posted a key meanwhile; the
+    caller rolls back.
+    """
+    keys = [row.key for row in rows]
+    existing = {
+        record.row_key: record
+        for record in db.session.scalars(select(OfflineSale).where(OfflineSale.row_key.in_(keys)))
+    }
+    moment = now or utcnow()
+    labels = channel_labels()
+    fresh: list[tuple[SaleRow, Product]] = []
+    requests: list[ledger_sales.SaleRequest] = []
+    remainders: dict[int, str] = {}  # product id → the account that keeps the rest
+    for row in rows:
+        if row.key in existing:
+            continue
+        try:
+            product = _take_stock(row.sale)
+        except OfflineError as error:
+            raise RowError(row.row_number, error) from None
+        sold_at = row.sale.sold_at or moment
+        memo = (
+            f"{labels[row.sales_session.channel]}·{row.sales_session.name} "
+            f"{sold_at.astimezone(SHANGHAI):%Y-%m-%d} {product.name}×{row.sale.quantity}"
+        )[:200]
+        if product.id not in remainders:
+            remainders[product.id] = remainder_account(product.id)
+        line = ledger_sales.SaleLine(
+            product.id, row.sale.unit_price_fen, row.sale.quantity, remainders[product.id]
+        )
+        requests.append(
+            ledger_sales.SaleRequest(
+                row.key,
+                [line],
+                paid_at=moment,
+                memo=memo,
+                kind="offline_sale",
+                debit_account=row.sales_session.cash_account,
+            )
+        )
+        fresh.append((row, product))
+    results = ledger_sales.post_sales(db.session, requests)
+    for (row, product), result in zip(fresh, results, strict=True):
+        if not result.posted.created:
+            # Not in our table a moment ago, yet in the ledger now: a twin request won.
+            raise OfflineError(_("这笔销售刚刚被别人同时入账了，请刷新页面查看。"))
+        sold_at = row.sale.sold_at or moment
+        existing[row.key] = OfflineSale(
+            row_key=row.key,
+            channel=row.sales_session.channel,
+            session_id=row.sales_session.id,
+            session_name=row.sales_session.name,
+            batch_id=row.batch_id,
+            row_number=row.row_number,
+            sold_at=sold_at,
+            sold_on=sold_at.astimezone(SHANGHAI).date(),
+            product_id=product.id,
+            product_name=product.name,
+            unit=product.unit,
+            quantity=row.sale.quantity,
+            unit_price_fen=row.sale.unit_price_fen,
+            total_fen=row.sale.unit_price_fen * row.sale.quantity,
+            beneficiary_fen=sum(a.share_fen for a in result.allocations),
+            payment_method=row.sale.payment_method,
+            board_display=row.sale.board_display,
+            board_name=row.sale.board_name,
+            organization=row.sale.organization,
+            receipt_no=row.sale.receipt_no,
+            transaction_id=result.posted.id,
+            created_by_id=user_id,
+        )
+        db.session.add(existing[row.key])
+    db.session.flush()
+    created = {row.key for row, _product in fresh}
+    return [(existing[row.key], row.key in created) for row in rows]
+
+
+def _take_stock(sale: SaleInput) -> Product:
+    """Take ``sale.quantity`` from the product's stock (one guarded UPDATE, so two
+    counters cannot sell the last bottle twice). Raises :class:`OfflineError`."""
     product = db.session.get(Product, sale.product_id)
     if product is None or product.status == "archived":
         raise OfflineError(_("商品不存在或已归档。"), "product_id")
@@ -159,59 +273,13 @@ def post_sale_row(
         .execution_options(synchronize_session=False)
     ).rowcount
     if taken != 1:
+        # Read afresh: earlier rows of the same import took stock with plain UPDATEs.
+        stock = db.session.scalar(select(Product.stock).where(Product.id == product.id))
         raise OfflineError(
-            _("“%(name)s”库存不足（现有 %(stock)s）。", name=product.name, stock=product.stock),
+            _("“%(name)s”库存不足（现有 %(stock)s）。", name=product.name, stock=stock),
             "quantity",
         )
-    moment = now or utcnow()
-    sold_at = sale.sold_at or moment
-    line = ledger_sales.SaleLine(
-        product.id, sale.unit_price_fen, sale.quantity, remainder_account(product.id)
-    )
-    labels = channel_labels()
-    memo = (
-        f"{labels[sales_session.channel]}·{sales_session.name} "
-        f"{sold_at.astimezone(SHANGHAI):%Y-%m-%d} {product.name}×{sale.quantity}"
-    )[:200]
-    result = ledger_sales.post_sale(
-        db.session,
-        key,
-        [line],
-        paid_at=moment,
-        memo=memo,
-        kind="offline_sale",
-        debit_account=sales_session.cash_account,
-    )
-    if not result.posted.created:
-        # Not in our table a moment ago, yet in the ledger now: a twin request won the race.
-        raise OfflineError(_("这笔销售刚刚被别人同时入账了，请刷新页面查看。"))
-    record = OfflineSale(
-        row_key=key,
-        channel=sales_session.channel,
-        session_id=sales_session.id,
-        session_name=sales_session.name,
-        batch_id=batch_id,
-        row_number=row_number,
-        sold_at=sold_at,
-        sold_on=sold_at.astimezone(SHANGHAI).date(),
-        product_id=product.id,
-        product_name=product.name,
-        unit=product.unit,
-        quantity=sale.quantity,
-        unit_price_fen=sale.unit_price_fen,
-        total_fen=sale.unit_price_fen * sale.quantity,
-        beneficiary_fen=sum(a.share_fen for a in result.allocations),
-        payment_method=sale.payment_method,
-        board_display=sale.board_display,
-        board_name=sale.board_name,
-        organization=sale.organization,
-        receipt_no=sale.receipt_no,
-        transaction_id=result.posted.id,
-        created_by_id=user_id,
-    )
-    db.session.add(record)
-    db.session.flush()
-    return record, True
+    return product
 
 
 def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) -> OfflineSale:

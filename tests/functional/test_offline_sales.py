@@ -8,13 +8,14 @@ import io
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ledger.models import Account, Entry, Transaction
 from shop.benefits.services import set_product_rule
 from shop.catalog.models import Product
 from shop.extensions import db
 from shop.offline.models import ImportBatch, OfflineSale, SalesSession
+from shop.offline.services import RowError, SaleInput, SaleRow, get_session, post_sale_rows
 from tests.builders import make_household, make_product, make_village
 
 EVENT_FORM = {
@@ -381,3 +382,57 @@ def test_staff_cannot_reverse_a_sale(staff_client, programme):
 def test_strangers_are_sent_to_log_in(client, programme):
     for path in ("/console/offline/", "/console/offline/reports", "/console/offline/income"):
         assert client.get(path).status_code == 302
+
+
+def test_stock_sold_between_preview_and_confirm_is_named_and_nothing_posts(staff_client, programme):
+    """A row that can no longer take its stock at confirm refuses the whole file, names
+    the row, and leaves the ledger, the sales and the stock as they were."""
+    response = upload(staff_client, event_csv(GOOD_ROWS))
+    page = staff_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "全部 3 行检查通过" in page
+    # Meanwhile the hall sells the gift boxes down to two.
+    db.session.execute(update(Product).where(Product.id == programme["box"].id).values(stock=2))
+    db.session.commit()
+    batch = db.session.scalar(select(ImportBatch))
+    confirm = staff_client.post(
+        f"/console/offline/batches/{batch.id}/confirm",
+        data={"csrf_token": csrf_of(page)},
+        follow_redirects=True,
+    )
+    assert "第 4 行：“树莓鲜果礼盒”库存不足：本文件共 3 瓶，现有 2 瓶。" in confirm.get_data(
+        as_text=True
+    )
+    assert tx_count() == 0
+    assert db.session.scalar(select(func.count()).select_from(OfflineSale)) == 0
+    assert stock(programme["wine"]) == 100 and stock(programme["box"]) == 2
+
+    # Once stock is back, the same batch posts all three rows, each once.
+    db.session.execute(update(Product).where(Product.id == programme["box"].id).values(stock=50))
+    db.session.commit()
+    staff_client.post(
+        f"/console/offline/batches/{batch.id}/confirm", data={"csrf_token": csrf_of(page)}
+    )
+    assert tx_count() == 3
+    assert stock(programme["wine"]) == 97 and stock(programme["box"]) == 47
+    assert_books_balance()
+
+
+def test_posting_rows_names_the_row_whose_stock_ran_out(staff_user, programme):
+    """The last check before the one append: stock taken by a racing sale after the
+    confirm's own check still names the row, and the caller's rollback undoes the rows
+    before it."""
+    hall = get_session("hall")
+    sale = SaleInput(
+        product_id=programme["box"].id,
+        quantity=30,
+        unit_price_fen=6800,
+        payment_method="cash",
+        sold_at=None,
+    )
+    rows = [SaleRow(hall, sale, f"offline_sale:test:{n}", None, n + 2) for n in range(2)]
+    with pytest.raises(RowError) as refused:
+        post_sale_rows(rows)
+    db.session.rollback()
+    assert refused.value.row_number == 3
+    assert "库存不足（现有 20）" in refused.value.message
+    assert tx_count() == 0 and stock(programme["box"]) == 50
