@@ -329,7 +329,11 @@ def post_many(
     Raises :class:`Unbalanced`, :class:`Overdrawn`, :class:`IdempotencyConflict`,
     :class:`LedgerError`.
     """
-    items = [replace(item, entries=list(item.entries)) for item in items]
+    # Entries as (code, amount) tuples whatever the caller gave (lists, say), so a
+    # repeat compares equal to what was stored.
+    items = [
+        replace(item, entries=[(code, amount) for code, amount in item.entries]) for item in items
+    ]
     for item in items:
         _validate(item.key, item.kind, item.entries, item.memo)
         if item.now is not None and item.now.tzinfo is None:
@@ -497,7 +501,13 @@ def _append(
                 from_sales[account_id] = from_sales.get(account_id, 0) - change
         posted[item.key] = Posted(tx_id, item.key, digest, created=True)
         prev_hash = digest
-    changes = {account_id: change for account_id, change in changes.items() if change}
+    # An account whose balance comes back to where it was over the batch (a sale and a
+    # payout to the same household) still needs its "received from sales" updated.
+    changes = {
+        account_id: change
+        for account_id, change in changes.items()
+        if change or from_sales.get(account_id)
+    }
     line_rows = [
         {"transaction_id": posted[row["key"]].id, **{f: row[f] for f in SALE_LINE_FIELDS[1:]}}
         for row in sale_lines

@@ -176,23 +176,25 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
     if not requests:
         return []
 
-    # Everything that does not depend on the chain's state is read before taking the
-    # head's lock, so the lock is held for as few round trips as possible.
-    book = RuleBook(session, {line.product_id for r in requests for line in r.lines})
-    wanted = _accounts_wanted(requests, book)
-    # The accounts that took the money (a till, a bank) must exist already.
-    to_read = set(wanted) | {request.debit_account for request in requests}
-    refs = posting.account_refs(session, to_read)
-    for code, ref in refs.items():
-        if code in wanted and ref.kind != wanted[code][0]:
-            raise LedgerError(f"account {code} is a {ref.kind} account, not {wanted[code][0]}")
-    # Looked up under the lock, so a twin posting the same key concurrently is seen.
-    locked_head, existing = posting.lock_head_and_find(session, keys)
-    fresh = [request for request in requests if request.key not in existing]
-    if fresh and not set(wanted) <= set(refs):
-        # Created under the lock, so two first sales to a new household cannot race.
-        ensure_accounts(session, {c: wanted[c] for c in wanted if c not in refs})
+    # A repeat (Alipay re-sends its notification until it is answered) is answered
+    # from what was posted, without reading rules or waiting for the head's lock.
+    existing = posting.find_many(session, keys)
+    if len(existing) < len(keys):
+        # Everything that does not depend on the chain's state is read before taking
+        # the head's lock, so the lock is held for as few round trips as possible. (A
+        # rule version committed after this read is not seen: the sale was paid before
+        # it existed.)
+        book = RuleBook(session, {line.product_id for r in requests for line in r.lines})
+        wanted = _accounts_wanted(requests, book)
+        # The accounts that took the money (a till, a bank) must exist already.
+        to_read = set(wanted) | {request.debit_account for request in requests}
         refs = posting.account_refs(session, to_read)
+        for code, ref in refs.items():
+            if code in wanted and ref.kind != wanted[code][0]:
+                raise LedgerError(f"account {code} is a {ref.kind} account, not {wanted[code][0]}")
+        # Looked up again under the lock, so a twin posting concurrently is seen.
+        locked_head, existing = posting.lock_head_and_find(session, keys)
+    fresh = [request for request in requests if request.key not in existing]
 
     results: dict[str, SaleResult] = {}
     for key, transaction in existing.items():
@@ -212,6 +214,17 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
             )
             for request, line_allocations in zip(fresh, allocations, strict=True)
         ]
+        missing = {
+            code: wanted[code]
+            for item in items
+            for code, _ in item.entries
+            if code not in refs and code in wanted
+        }
+        if missing:
+            # Only the accounts these sales credit, created under the lock, so two first
+            # sales to a new household cannot race.
+            ensure_accounts(session, missing)
+            refs = posting.account_refs(session, to_read)
         line_rows = [
             {
                 "key": request.key,
@@ -234,9 +247,9 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
 
 
 def _accounts_wanted(requests: Sequence[SaleRequest], book: RuleBook) -> dict[str, tuple[str, str]]:
-    """code → (kind, name) of the accounts the sales may credit, created if missing:
-    Alipay clearing, fees, remainder accounts and every household of the rules in force
-    (a matched rule may credit any of them)."""
+    """code → (kind, name) of the accounts the sales may credit (those credited are
+    created if missing): Alipay clearing, fees, remainder accounts and every household
+    of the rules in force (a matched rule may credit any of them)."""
     wanted: dict[str, tuple[str, str]] = {FEES: ("fees", "支付宝手续费")}
     for request in requests:
         if request.debit_account == CLEARING:

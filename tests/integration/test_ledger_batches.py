@@ -153,6 +153,38 @@ def test_an_overdraw_anywhere_in_a_batch_writes_nothing(books):
     assert balances()[HOUSEHOLDS[0]] == 0
 
 
+def test_a_sale_and_a_payout_in_one_batch_keep_received_from_sales(books):
+    """Regression: an account whose balance came back to where it was over a batch was
+    left out of the update, so a household paid out in the same batch as its sale lost
+    the sale from "received from sales" (what matched rules compare) and verify failed."""
+    ensure_account(books, "payout:in_flight", "payout")
+    household = HOUSEHOLDS[0]
+    sale = NewTransaction(
+        "sale:P1", "sale", [(CLEARING, 1000), (household, -300), (ENTERPRISE, -700)], now=T0
+    )
+    payout = NewTransaction(
+        "payout:P1",
+        "payout",
+        [(household, 300), ("payout:in_flight", -300)],
+        now=T0 + timedelta(minutes=1),
+    )
+    post_many(books, [sale, payout])
+    books.commit()
+    account = books.scalar(select(Account).where(Account.code == household))
+    assert (account.balance_fen, account.sales_received_fen) == (0, 300)
+    assert verify_database(books).ok
+
+
+def test_a_repeat_given_as_lists_is_a_repeat(books):
+    """Regression: entries given as [code, fen] lists (as JSON would give them) once made
+    the repeat of a posting look like a conflicting one."""
+    entries = [[CLEARING, 500], [ENTERPRISE, -500]]
+    first = post(books, "sale:L1", "sale", entries, now=T0)
+    books.commit()
+    again = post(books, "sale:L1", "sale", entries, now=T0)
+    assert (again.id, again.created) == (first.id, False)
+
+
 # --- sales in batches ------------------------------------------------------------------
 
 
@@ -245,6 +277,42 @@ def test_a_batch_of_sales_already_posted_returns_them(rules):
     assert lines == 4  # one line per sale, none written twice
 
 
+def test_a_sale_credits_only_the_households_it_pays(rules):
+    """A household of the rule that this sale gives nothing gets no account yet (as
+    before batching): accounts appear with the household's first fen."""
+    create_rule(
+        rules,
+        3,
+        "fixed",
+        "weighted",
+        {"SJ-101": 1, "SJ-102": 1, "SJ-103": 1},
+        share_fen_per_unit=1,
+        effective_from=T0 - timedelta(days=1),
+    )
+    rules.commit()
+    result = post_sale(rules, "sale:ONE", [SaleLine(3, 500, 1, ENTERPRISE)], T0)
+    rules.commit()
+    assert sum(result.households.values()) == 1
+    codes = set(rules.scalars(select(Account.code).where(Account.code.like("household:SJ-10%"))))
+    assert codes == {f"household:{code}" for code in result.households}
+
+
+@pytest.mark.postgres_only
+def test_a_repeated_sale_does_not_wait_for_the_chain(rules):
+    """Alipay re-sends a notification until it is answered: a repeat is answered from
+    what was posted even while an import holds the chain head's lock."""
+    first = post_sale(rules, "sale:R1", [SaleLine(1, 15800, 1, ENTERPRISE)], T0)
+    rules.commit()
+    with db.engine.connect() as importer:
+        importer.execute(sa.text("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE"))
+        rules.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
+        again = post_sale(rules, "sale:R1", [SaleLine(1, 15800, 1, ENTERPRISE)], T0)
+        rules.rollback()
+        importer.rollback()
+    assert (again.posted.id, again.posted.created) == (first.posted.id, False)
+    assert again.households == first.households
+
+
 # --- verify, in the database -------------------------------------------------------------
 
 
@@ -333,6 +401,32 @@ def test_verify_finds_a_head_that_names_another_hash(books, range_size):
     books.commit()
     result = verify_database(books, range_size=range_size)
     assert any("head says" in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("range_size", [1_000, 2])
+def test_verify_finds_a_head_that_lags_the_chain(books, range_size):
+    """One problem, named as such: not a cascade of balance mismatches."""
+    hostile_ledger(books)
+    _force(books, "UPDATE ledger_head SET count = count - 1")
+    books.commit()
+    result = verify_database(books, range_size=range_size)
+    assert not result.ok
+    assert len(result.problems) == 1 and "head says" in result.problems[0], result.problems
+
+
+@pytest.mark.parametrize("range_size", [1_000, 2])
+def test_verify_counts_the_callers_uncommitted_postings_whatever_the_chain_length(
+    books, range_size
+):
+    """Regression: with the chain cut into ranges on other connections, the caller's own
+    uncommitted posting showed as missing ids and wrong balances, while one range on
+    the caller's connection accepted it: the answer flipped at 25,000 transactions."""
+    hostile_ledger(books)
+    post_many(books, [sale_item(90)])
+    result = verify_database(books, range_size=range_size)
+    assert result.ok, result.problems
+    assert result.count == head(books)[0]
+    books.rollback()
 
 
 @pytest.mark.postgres_only
