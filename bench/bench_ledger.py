@@ -20,12 +20,16 @@ Benchmarks, each on SQLite and (with ``--database-url``) PostgreSQL:
 1. ``post_sale`` rate, a weighted fixed-share rule split across 1, 10 and 148
    households, Alipay fee 0.6 %, hash chain kept:
    - ``per-tx``: one sale per database transaction (``post_sale`` + ``commit``, as the
-     payment notification does), ``--clients`` threads each with its own Session and
-     connection. On SQLite the database write lock serialises them (they wait in
-     ``busy_timeout``); on PostgreSQL the chain head's row lock does.
-   - ``batched``: one client, ``--batch`` sales per commit (an import).
+     payment notification does), ``--clients`` clients each with its own Session and
+     connection: first as threads of this process, then (unless ``--threads-only``) as
+     separate processes, as gunicorn workers would be. Threads share one GIL, so on a
+     2-core machine they leave the database more of the CPU; processes compete with it.
+     On SQLite the database write lock serialises them (they wait in ``busy_timeout``);
+     on PostgreSQL the chain head's row lock does.
+   - ``batched``: one client, ``--batch`` sales per commit with ``post_sales`` (an
+     import: one append per commit).
 2. ``verify``: ``--verify-tx`` sale-shaped transactions (10 households) are appended
-   with ``ledger.posting.post``, 1000 per commit; then timed: (a)
+   with ``ledger.posting.post_many``, 1000 per commit; then timed: (a)
    ``ledger.audit.verify_database``; (b) writing the export with
    ``ledger.export.iter_export_lines`` and ``python -m ledger.verify`` on the file in a
    subprocess. Finally ``--grown-sales`` more ``post_sale`` calls, one per commit, on the
