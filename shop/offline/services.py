@@ -177,7 +177,7 @@ def post_sale_row(
 def post_sale_rows(
     rows: list[SaleRow], user_id: int | None = None, now: datetime | None = None
 ) -> list[tuple[OfflineSale, bool]]:
-    """Take the stock for every row and post them all, each sold line its own ledger
+    """Take the stock for every row and post them all, each row its own ledger
     transaction, in one append (``ledger.sales.post_sales``): what an import does.
     Flush, no commit; returns (row, created) per row, in order. Rows whose key was
     posted before return their record and change nothing.
