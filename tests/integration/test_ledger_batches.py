@@ -297,22 +297,6 @@ def test_a_sale_credits_only_the_households_it_pays(rules):
     assert codes == {f"household:{code}" for code in result.households}
 
 
-@pytest.mark.postgres_only
-def test_a_repeated_sale_does_not_wait_for_the_chain(rules):
-    """Alipay re-sends a notification until it is answered: a repeat is answered from
-    what was posted even while an import holds the chain head's lock."""
-    first = post_sale(rules, "sale:R1", [SaleLine(1, 15800, 1, ENTERPRISE)], T0)
-    rules.commit()
-    with db.engine.connect() as importer:
-        importer.execute(sa.text("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE"))
-        rules.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
-        again = post_sale(rules, "sale:R1", [SaleLine(1, 15800, 1, ENTERPRISE)], T0)
-        rules.rollback()
-        importer.rollback()
-    assert (again.posted.id, again.posted.created) == (first.posted.id, False)
-    assert again.households == first.households
-
-
 # --- verify, in the database -------------------------------------------------------------
 
 
