@@ -30,11 +30,12 @@ Benchmarks, each on SQLite and (with ``--database-url``) PostgreSQL:
      import: one append per commit).
 2. ``verify``: ``--verify-tx`` sale-shaped transactions (10 households) are appended
    with ``ledger.posting.post_many``, 1000 per commit; then timed: (a)
-   ``ledger.audit.verify_database``; (b) writing the export with
-   ``ledger.export.iter_export_lines`` and ``python -m ledger.verify`` on the file in a
-   subprocess. Finally ``--grown-sales`` more ``post_sale`` calls, one per commit, on the
-   grown ledger, crediting the same 10 households (does posting slow down as the
-   ledger grows?).
+   ``ledger.audit.verify_database``, and the whole ``flask --app wsgi ledger verify``
+   command (a subprocess: the same check plus about a second of start-up); (b)
+   writing the export with ``ledger.export.iter_export_lines`` and ``python -m
+   ledger.verify`` on the file in a subprocess. Finally ``--grown-sales`` more
+   ``post_sale`` calls, one per commit, on the grown ledger, crediting the same 10
+   households (does posting slow down as the ledger grows?).
 
 Prints one table; ``--json FILE`` also writes the rows as JSON.
 """
@@ -102,21 +103,27 @@ def households(split: int) -> dict[str, int]:
 # --- schema -------------------------------------------------------------------------
 
 
-def migrate(url: str, folder: Path) -> None:
-    """Upgrade the database at ``url`` to head with the real migrations (subprocess)."""
+def flask_command(url: str, folder: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """Run ``flask --app wsgi <arguments>`` on the database at ``url``, as an operator
+    would (a subprocess with its own app, config and engine)."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "INSTANCE_PATH": str(folder / "instance"),
         "LIANXIN_ENV": "development",
     }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"],
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", *arguments],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
     )
+
+
+def migrate(url: str, folder: Path) -> None:
+    """Upgrade the database at ``url`` to head with the real migrations (subprocess)."""
+    done = flask_command(url, folder, "db", "upgrade")
     if done.returncode != 0:
         raise SystemExit(f"flask db upgrade failed for {url}:\n{done.stderr[-3000:]}")
 
@@ -159,10 +166,12 @@ def fresh_database(kind: str, args, folder: Path, tag: str) -> Iterator[sa.Engin
     pool = max(args.clients, 1) + 2
     if kind == "sqlite":
         path = folder / f"{tag}.db"
-        migrate(f"sqlite:///{path}", folder)
+        url = f"sqlite:///{path}"
+        migrate(url, folder)
         spec = ("sqlite", str(path), args.busy_timeout_ms, pool)
         engine = open_engine(spec)
         engine.bench_spec = spec
+        engine.bench_url = url
         try:
             yield engine
         finally:
@@ -177,10 +186,12 @@ def fresh_database(kind: str, args, folder: Path, tag: str) -> Iterator[sa.Engin
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     option = f"-csearch_path={schema}"
     joiner = "&" if "?" in args.database_url else "?"
-    migrate(f"{args.database_url}{joiner}options={quote(option)}", folder)
+    url = f"{args.database_url}{joiner}options={quote(option)}"
+    migrate(url, folder)
     spec = ("postgresql", args.database_url, option, pool)
     engine = open_engine(spec)
     engine.bench_spec = spec
+    engine.bench_url = url
     try:
         yield engine
     finally:
@@ -474,6 +485,14 @@ def bench_verify(engine: sa.Engine, args, folder: Path, tag: str) -> list[dict]:
     if not result.ok or result.count != n_tx:
         raise SystemExit(f"verify_database: {result.count} tx, problems {result.problems[:3]}")
     rows.append(verify_row("verify_database", n_tx, auditing))
+
+    # The whole command, as an operator runs it: process start, app, then the same check.
+    started = time.perf_counter()
+    command = flask_command(engine.bench_url, folder, "ledger", "verify")
+    commanding = time.perf_counter() - started
+    if command.returncode != 0 or f"head {result.head_hash}" not in command.stdout:
+        raise SystemExit(f"flask ledger verify disagreed:\n{command.stdout[:2000]}")
+    rows.append(verify_row("flask ledger verify", n_tx, commanding))
 
     export = folder / f"{tag}.jsonl"
     with Session(engine) as session:
