@@ -4,7 +4,9 @@
 ``python -m ledger.verify`` recomputes from the export, and also checks the caches
 the database keeps for speed: each ``Account.balance_fen`` must equal the sum of its
 entries, each household's ``sales_received_fen`` the sum of its credits by sales, and
-``LedgerHead`` must name the last transaction.
+``LedgerHead`` must name the last transaction. It also ties each transaction's
+``created_at`` column (what statements show and boards group by day; not itself hashed)
+to the hashed ``created_at_text``.
 
 Two ways to the same checks:
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from ledger.canonical import GENESIS_HASH
+from ledger.canonical import GENESIS_HASH, format_time
 from ledger.export import head, iter_export
 from ledger.models import Account, Entry, Transaction
 from ledger.sales import SALE_KINDS
@@ -78,6 +80,7 @@ def verify_database(session: Session, range_size: int = RANGE_SIZE) -> AuditResu
 def _verify_portable(session: Session) -> AuditResult:
     chain = verify_records(enumerate(iter_export(session), start=1), unit="transaction")
     problems = [f"chain: {chain.problem}"] if not chain.ok else []
+    problems += _portable_time_problems(session)
 
     count, head_hash = head(session)
     if chain.ok and (count, head_hash) != (chain.count, chain.head_hash):
@@ -108,6 +111,26 @@ def _verify_portable(session: Session) -> AuditResult:
     }
     problems += _balance_problems(caches, sums, from_sales)
     return AuditResult(not problems, chain.count, chain.head_hash, problems[:MAX_PROBLEMS])
+
+
+def _portable_time_problems(session: Session) -> list[str]:
+    """Transactions whose ``created_at`` column (what pages show and boards group by
+    day) is not the hashed ``created_at_text``: the column is not in the hash, so only
+    this comparison ties it to the chain."""
+    problems: list[str] = []
+    rows = session.execute(
+        select(Transaction.id, Transaction.key, Transaction.created_at, Transaction.created_at_text)
+        .order_by(Transaction.id)
+        .execution_options(yield_per=5000)
+    )
+    for tx_id, key, created_at, hashed in rows:
+        shown = format_time(created_at)
+        if shown != hashed:
+            problems.append(_time_problem(tx_id, key, shown, hashed))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+    rows.close()
+    return problems
 
 
 def _balance_problems(
@@ -174,7 +197,8 @@ WITH accounts AS (
 ), checked AS (
     SELECT t.id, t.key, t.hash, t.prev_hash, t.reverses_id,
            lag(t.hash) OVER (ORDER BY t.id) AS previous_hash,
-           row_number() OVER (ORDER BY t.id) + :lo - 1 AS expected_id,
+           -- The id after the previous row's: a gap is flagged once, at the row after it.
+           COALESCE(lag(t.id) OVER (ORDER BY t.id), :lo - 1) + 1 AS expected_id,
            encode(sha256(convert_to(
                t.prev_hash || E'\\n'
                || '{"created_at":' || to_json(t.created_at_text)::text
@@ -186,23 +210,26 @@ WITH accounts AS (
                || ',"reverses":' || COALESCE(t.reverses_id::text, 'null')
                || '}', 'UTF8')), 'hex') AS recomputed,
            COALESCE(x.total, 0) AS total, COALESCE(x.n, 0) AS n,
-           COALESCE(x.has_zero, false) AS has_zero
+           COALESCE(x.has_zero, false) AS has_zero,
+           to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               AS shown_time, t.created_at_text
     FROM ledger_transaction AS t LEFT JOIN entries AS x ON x.transaction_id = t.id
     WHERE t.id BETWEEN :lo AND :hi
 ), failed AS (
     SELECT * FROM checked
     WHERE id <> expected_id OR previous_hash <> prev_hash OR recomputed <> hash
        OR total <> 0 OR n < 2 OR has_zero OR reverses_id >= id OR reverses_id < 1
+       OR shown_time <> created_at_text
     ORDER BY id LIMIT :limit
 )
 SELECT id, key, hash, prev_hash, previous_hash, expected_id, recomputed, total, n,
-       has_zero, reverses_id
+       has_zero, reverses_id, shown_time, created_at_text
 FROM failed
 UNION ALL
 SELECT NULL, NULL,
        (SELECT hash FROM checked ORDER BY id DESC LIMIT 1),
        (SELECT prev_hash FROM checked ORDER BY id LIMIT 1),
-       NULL, (SELECT COUNT(*) FROM checked), NULL, NULL, NULL, NULL, NULL
+       NULL, (SELECT COUNT(*) FROM checked), NULL, NULL, NULL, NULL, NULL, NULL, NULL
 """
 )
 
@@ -276,7 +303,16 @@ def _describe(row) -> str:
         return f"{where}: entries sum to {int(row.total)} fen, not 0"
     if row.reverses_id is not None and not 1 <= row.reverses_id < row.id:
         return f"{where}: reverses {row.reverses_id}, which is not an earlier transaction"
-    return f"chain: {where}: hash {row.hash} should be {row.recomputed}"
+    if row.recomputed != row.hash:
+        return f"chain: {where}: hash {row.hash} should be {row.recomputed}"
+    return _time_problem(row.id, row.key, row.shown_time, row.created_at_text)
+
+
+def _time_problem(tx_id: int, key: str, shown: str, hashed: str) -> str:
+    return (
+        f"transaction {tx_id} ({key}): its time {shown} (what statements and boards show) "
+        f"is not the hashed time {hashed}"
+    )
 
 
 def _verify_postgresql(session: Session, engine: Engine, range_size: int) -> AuditResult:

@@ -7,9 +7,11 @@ over the transaction's ``id``, ``key``, ``kind``, ``created_at`` (UTC ISO-8601),
 order. The first ``prev_hash`` is 64 zeros.
 """
 
+from __future__ import annotations  # runs on Python 3.8 and newer
+
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 GENESIS_HASH = "0" * 64
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -17,7 +19,8 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def format_time(moment: datetime) -> str:
     """UTC ISO-8601 with microseconds and a ``Z``: ``2026-11-25T00:35:56.123456Z``."""
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    # timezone.utc, not datetime.UTC (3.11+): auditors may run this on older Pythons.
+    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)  # noqa: UP017
 
 
 def canonical_json(transaction: dict) -> str:

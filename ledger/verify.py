@@ -3,6 +3,7 @@
 Usage::
 
     python -m ledger.verify export.jsonl     # or: python verify.py export.jsonl
+    python -m ledger.verify export.jsonl --head 5f2c…   # a head recorded earlier
 
 The export comes from ``GET /api/v1/ledger/export.jsonl``. For every line this checks:
 ids run 1, 2, 3, … without gaps; ``prev_hash`` is the previous line's ``hash`` (64
@@ -14,10 +15,19 @@ It then prints the head (count and last hash — compare it with
 ``/api/v1/ledger/head``) and every account's balance recomputed from the entries.
 Exit status 0 when everything holds, 1 at the first problem (named with its line).
 
+``--head HASH`` (repeatable): a head you recorded from ``/api/v1/ledger/head``, at any
+time before the export was taken. It must be the hash of one of the file's
+transactions, or the check fails: an export cut short, or a history rewritten since
+you recorded the head (every later hash would change), cannot pass.
+
 This file and ``ledger/canonical.py`` (the canonical form and the hash) import only the
-standard library, so an auditor can copy the two files and run them anywhere.
+standard library (Python 3.8 or newer), so an auditor can copy the two files and run
+them anywhere.
 """
 
+from __future__ import annotations  # runs on Python 3.8 and newer
+
+import argparse
 import json
 import sys
 from collections import defaultdict
@@ -37,6 +47,8 @@ class Report:
     head_hash: str = GENESIS_HASH
     balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     problem: str = ""
+    # hash → id of the transaction that carries it, for the heads the caller looks for.
+    heads_found: dict[str, int] = field(default_factory=dict)
 
 
 def _is_int(value) -> bool:
@@ -76,9 +88,13 @@ def _problem(report: Report, keys: set[str], tx: dict) -> str | None:
     return None
 
 
-def verify_records(records: Iterable[tuple[int, dict | str]], unit: str = "line") -> Report:
+def verify_records(
+    records: Iterable[tuple[int, dict | str]], unit: str = "line", heads: Iterable[str] = ()
+) -> Report:
     """Check (number, transaction) pairs in order — a transaction is an export dict or
-    its JSON text; stop at the first problem, named "<unit> <number>: …"."""
+    its JSON text; stop at the first problem, named "<unit> <number>: …". ``heads``:
+    hashes to look for (found ones land in ``heads_found``)."""
+    wanted = set(heads)
     report = Report()
     keys: set[str] = set()
     for number, record in records:
@@ -96,29 +112,53 @@ def verify_records(records: Iterable[tuple[int, dict | str]], unit: str = "line"
             report.balances[entry["account"]] += entry["amount_fen"]
         report.count = tx["id"]
         report.head_hash = tx["hash"]
+        if tx["hash"] in wanted:
+            report.heads_found[tx["hash"]] = tx["id"]
     return report
 
 
-def verify_lines(lines: Iterable[str]) -> Report:
+def verify_lines(lines: Iterable[str], heads: Iterable[str] = ()) -> Report:
     """Check an export line by line (blank lines are skipped); stop at the first problem."""
-    return verify_records((n, raw) for n, raw in enumerate(lines, start=1) if raw.strip())
+    return verify_records(
+        ((n, raw) for n, raw in enumerate(lines, start=1) if raw.strip()), heads=heads
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m ledger.verify export.jsonl", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.verify", description="Verify a Lianxin Market ledger export."
+    )
+    parser.add_argument("export", help="the file from /api/v1/ledger/export.jsonl")
+    parser.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        metavar="HASH",
+        help="a head hash recorded earlier from /api/v1/ledger/head (repeatable): it must "
+        "be the hash of one of the file's transactions",
+    )
+    args = parser.parse_args(argv)
+    heads = [head.strip().lower() for head in args.head]
     try:
-        with open(args[0], encoding="utf-8") as handle:
-            report = verify_lines(handle)
+        with open(args.export, encoding="utf-8") as handle:
+            report = verify_lines(handle, heads)
     except (OSError, UnicodeDecodeError) as error:
-        print(f"FAILED cannot read {args[0]}: {error}")
+        print(f"FAILED cannot read {args.export}: {error}")
         return 1
     if not report.ok:
         print(f"FAILED {report.problem}")
         return 1
+    missing = [head for head in heads if head not in report.heads_found]
+    if missing:
+        print(
+            f"FAILED head {missing[0]} is not in this chain of {report.count} transactions "
+            f"(last hash {report.head_hash}): the export stops before it, or the history "
+            "up to it was rewritten"
+        )
+        return 1
     print(f"OK {report.count} transactions, head {report.head_hash}")
+    for head in heads:
+        print(f"head {head} is transaction {report.heads_found[head]}")
     for account in sorted(report.balances):
         print(f"{account}\t{report.balances[account]}")
     print(f"sum of all balances\t{sum(report.balances.values())}")

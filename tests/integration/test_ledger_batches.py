@@ -376,6 +376,10 @@ def test_verify_finds_a_missing_transaction(books, range_size):
     result = verify_database(books, range_size=range_size)
     assert not result.ok
     assert any("4" in p and ("missing" in p or "expected" in p) for p in result.problems)
+    # One gap is named once or twice (the gap, the range short of a row), not once per
+    # later transaction; the balances still carrying the deleted posting are named too.
+    assert len([p for p in result.problems if p.startswith("chain")]) <= 2, result.problems
+    assert any(HOUSEHOLDS[0] in p for p in result.problems), result.problems
 
 
 @pytest.mark.parametrize("range_size", [1_000, 2])
@@ -385,6 +389,20 @@ def test_verify_finds_a_head_that_names_another_hash(books, range_size):
     books.commit()
     result = verify_database(books, range_size=range_size)
     assert any("head says" in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("range_size", [1_000, 2])
+def test_verify_ties_the_shown_time_to_the_hashed_time(books, range_size):
+    """Regression: statements and the boards' day totals read ``created_at``, which is
+    not hashed; moving a posting to another day passed both verifiers."""
+    hostile_ledger(books)
+    _force(books, "UPDATE ledger_transaction SET created_at = '2025-01-01 08:00:00' WHERE id = 3")
+    books.commit()
+    result = verify_database(books, range_size=range_size)
+    assert not result.ok
+    assert len(result.problems) == 1, result.problems
+    assert result.problems[0].startswith("transaction 3 (")
+    assert "is not the hashed time 2026-11-25T08:00:02.000014Z" in result.problems[0]
 
 
 @pytest.mark.parametrize("range_size", [1_000, 2])

@@ -3,12 +3,16 @@
 Runs on SQLite and (with ``TEST_DATABASE_URL``) PostgreSQL; the race only on PostgreSQL.
 """
 
+import glob
 import itertools
 import json
+import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+import ledger.verify
 from ledger.audit import verify_database
 from ledger.canonical import GENESIS_HASH, chain_hash
 from ledger.export import head, iter_export
@@ -87,9 +92,11 @@ def write_export(path, items) -> None:
     )
 
 
-def run_verify(path) -> subprocess.CompletedProcess:
+def run_verify(path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "ledger.verify", str(path), *options],
+        capture_output=True,
+        text=True,
     )
 
 
@@ -207,6 +214,59 @@ def test_an_empty_export_is_the_genesis(app, tmp_path):
     assert result.returncode == 0 and f"OK 0 transactions, head {GENESIS_HASH}" in result.stdout
     audit = verify_database(db.session)
     assert audit.ok and (audit.count, audit.head_hash) == (0, GENESIS_HASH)
+
+
+def test_a_recorded_head_proves_the_export_whole_and_unrewritten(chain, tmp_path):
+    """An auditor who recorded a head earlier passes it with --head: an export cut
+    short, or a history rewritten since (every hash from the change on differs), fails,
+    though each file is a valid chain on its own."""
+    items = list(iter_export(db.session))
+    recorded = items[4]["hash"]  # the head as it was after five postings
+    write_export(tmp_path / "whole.jsonl", items)
+    result = run_verify(tmp_path / "whole.jsonl", "--head", recorded, "--head", items[-1]["hash"])
+    assert result.returncode == 0, result.stdout
+    assert f"head {recorded} is transaction 5" in result.stdout
+
+    write_export(tmp_path / "cut.jsonl", items[:4])
+    assert run_verify(tmp_path / "cut.jsonl").returncode == 0  # valid on its own
+    cut = run_verify(tmp_path / "cut.jsonl", "--head", recorded)
+    assert cut.returncode == 1
+    assert cut.stdout.startswith(f"FAILED head {recorded} is not in this chain of 4")
+
+    rewritten = [dict(item) for item in items]
+    rewritten[2]["memo"] = "rewritten"
+    for previous, item in zip([None, *rewritten], rewritten, strict=False):
+        if previous is not None:
+            item["prev_hash"] = previous["hash"]
+        item["hash"] = chain_hash(item["prev_hash"], item)
+    write_export(tmp_path / "rewritten.jsonl", rewritten)
+    assert run_verify(tmp_path / "rewritten.jsonl").returncode == 0  # valid on its own
+    assert run_verify(tmp_path / "rewritten.jsonl", "--head", recorded).returncode == 1
+
+
+OLDER_PYTHONS = sorted(
+    path
+    for version in ("3.8", "3.9", "3.10")
+    for path in glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python"))
+)
+
+
+@pytest.mark.skipif(not OLDER_PYTHONS, reason="no Python older than 3.11 on this machine")
+@pytest.mark.parametrize("python", OLDER_PYTHONS)
+def test_the_standalone_verifier_runs_on_older_pythons(chain, tmp_path, python):
+    """Regression: canonical.py imported datetime.UTC (3.11+), so an auditor's Python
+    3.8–3.10 failed with ImportError before reading a line. The README promises 3.8."""
+    for name in ("verify.py", "canonical.py"):
+        shutil.copy(Path(ledger.verify.__file__).with_name(name), tmp_path / name)
+    write_export(tmp_path / "export.jsonl", iter_export(db.session))
+    result = subprocess.run(
+        [python, "verify.py", "export.jsonl", "--head", head(db.session)[1]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"OK 7 transactions, head {head(db.session)[1]}" in result.stdout
 
 
 def test_the_audit_passes_on_an_honest_ledger(chain):
