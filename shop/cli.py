@@ -75,14 +75,20 @@ def ledger_verify() -> None:
 
 
 @payouts_cli.command("run")
-@click.option("--threshold-fen", type=int, default=None, help="Pay households owed at least this.")
+@click.option(
+    "--threshold-fen",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pay households owed at least this many fen (default PAYOUT_THRESHOLD_FEN).",
+)
 def payouts_run(threshold_fen: int | None) -> None:
-    """Finish payouts in flight, then pay every household owed at least the threshold."""
+    """Finish payouts in flight, then pay every household owed at least the threshold.
+    Exit status 1 when a transfer failed or is still unconfirmed (for cron to notice)."""
     from shop.payouts.services import run_payouts
 
     report = run_payouts(threshold_fen)
     click.echo(report.summary())
-    if report.failed:
+    if not report.finished:
         raise SystemExit(1)
 
 

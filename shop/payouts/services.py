@@ -30,11 +30,27 @@ class PayoutRunReport:
     pending: int = 0
     skipped: list[str] = field(default_factory=list)  # household codes without a card
 
+    @property
+    def finished(self) -> bool:
+        """Nothing failed and nothing is left waiting for Alipay's answer."""
+        return not self.failed and not self.pending
+
     def summary(self) -> str:
-        return (
+        text = (
             f"payouts: {self.started} started, {self.paid} paid, {self.failed} failed, "
             f"{self.pending} still in flight, {len(self.skipped)} skipped (no bank card)"
         )
+        if self.pending:
+            # Usually the gateway could not be reached: with the built-in sandbox it is
+            # the shop's own web server, found at PUBLIC_BASE_URL.
+            text += (
+                "\nAlipay has not confirmed every transfer: run again later (nothing is paid "
+                "twice). Check that ALIPAY_GATEWAY_URL answers — with the built-in sandbox, "
+                "that the shop is running at PUBLIC_BASE_URL."
+            )
+        if self.failed:
+            text += "\nFailed transfers went back to the households' balances: see /admin/payouts."
+        return text
 
 
 def _new_out_biz_no(household_code: str) -> str:
@@ -91,8 +107,14 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
 
 
 def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
-    """Finish payouts in flight, then pay every household owed at least the threshold."""
-    threshold = threshold_fen or current_app.config["PAYOUT_THRESHOLD_FEN"]
+    """Finish payouts in flight, then pay every household owed at least the threshold
+    (fen, at least 1; None: ``PAYOUT_THRESHOLD_FEN``)."""
+    if threshold_fen is None:
+        threshold = current_app.config["PAYOUT_THRESHOLD_FEN"]
+    elif threshold_fen < 1:
+        raise ValueError("the payout threshold is at least 1 fen")
+    else:
+        threshold = threshold_fen
     report = PayoutRunReport()
     for payout in ledger_payouts.in_flight(db.session):
         _transfer_and_settle(payout.out_biz_no, report)

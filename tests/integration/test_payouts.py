@@ -165,6 +165,25 @@ def test_gateway_down_keeps_the_payout_in_flight(app, owed):
     assert_ledger_ok()
 
 
+def test_the_cli_exits_non_zero_while_a_transfer_is_unconfirmed(app, owed):
+    """A cron job must notice a run that could not reach Alipay: the payouts stay in
+    flight (nothing lost), the command says what to check and exits 1."""
+    app.config["ALIPAY_GATEWAY_URL"] = "http://127.0.0.1:9/gateway.do"
+    result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "500"])
+    assert result.exit_code == 1, result.output
+    assert "2 still in flight" in result.output and "run again later" in result.output
+    assert payouts_by_status() == {"in_flight": 2}
+
+
+def test_a_threshold_below_one_fen_is_refused(app, live, owed):
+    """Regression: --threshold-fen 0 silently used the configured ¥100 instead."""
+    result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "0"])
+    assert result.exit_code == 2 and "--threshold-fen" in result.output
+    with pytest.raises(ValueError):
+        run_payouts(threshold_fen=0)
+    assert payouts_by_status() == {}
+
+
 def test_household_without_a_card_is_skipped(app, live, owed):
     li = owed["SJ-002"]
     li.set_bank_card(None)
