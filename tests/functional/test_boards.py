@@ -5,6 +5,7 @@ ledger's own sums; anonymous buyers stay anonymous everywhere."""
 
 import csv
 import io
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -409,6 +410,17 @@ def test_an_auditor_verifies_the_downloads_with_the_published_verifier(client, p
     done = run("ledger.jsonl")
     assert done.returncode == 0, done.stderr
     assert head["hash"] in done.stdout and str(head["count"]) in done.stdout
+
+    # The command the open-data page prints, as printed: it names the head it shows.
+    page = client.get("/open-data").get_data(as_text=True)
+    printed = re.search(r'<pre class="code">python ([^<]+)</pre>', page).group(1).split()
+    assert printed[1:] == ["lianxin-ledger.jsonl", "--head", head["hash"]]
+    (tmp_path / printed[1]).write_text(export, encoding="utf-8")
+    as_printed = subprocess.run(
+        [sys.executable, "-E", "-s", "-S", *printed], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert as_printed.returncode == 0, as_printed.stdout + as_printed.stderr
+    assert f"head {head['hash']} is transaction {head['count']}" in as_printed.stdout
 
     (tmp_path / "tampered.jsonl").write_text(export.replace("-2000", "-2001", 1), "utf-8")
     assert "-2000" in export
