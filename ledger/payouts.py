@@ -19,7 +19,7 @@ flight and cleared on settling, under a unique constraint.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String, select, update
+from sqlalchemy import CheckConstraint, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ledger.base import Base, UTCDateTime, utcnow
@@ -85,6 +85,23 @@ def households_due(session: Session, threshold_fen: int) -> list[tuple[str, int]
     busy = set(session.scalars(open_codes))
     prefix = len(household_account(""))
     return [(code[prefix:], -balance) for code, balance in rows if code[prefix:] not in busy]
+
+
+def latest_failures(session: Session) -> dict[str, datetime]:
+    """household code → when its payout failed, for every household whose latest payout
+    (by id) failed. Such a household's card or name is likely wrong: retrying before
+    someone fixes it would fail again, one failed transfer per run."""
+    latest = (
+        select(Payout.household_code, func.max(Payout.id).label("last_id"))
+        .group_by(Payout.household_code)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Payout.household_code, Payout.settled_at)
+        .join(latest, Payout.id == latest.c.last_id)
+        .where(Payout.status == "failed")
+    )
+    return {code: settled_at for code, settled_at in rows}
 
 
 def start_payout(

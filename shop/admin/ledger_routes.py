@@ -79,6 +79,15 @@ def run_payouts_now():
         ),
         "success" if not report.failed else "error",
     )
+    if report.held:
+        flash(
+            _(
+                "%(n)s 户上次打款失败，暂不重试："
+                "请先在农户管理中核对银行卡和户主姓名，保存后下次打款会重试。",
+                n=len(report.held),
+            ),
+            "error",
+        )
     return redirect(url_for("admin.payouts"))
 
 

@@ -29,6 +29,8 @@ class PayoutRunReport:
     failed: int = 0
     pending: int = 0
     skipped: list[str] = field(default_factory=list)  # household codes without a card
+    # Household codes whose last payout failed and whose record has not changed since.
+    held: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -38,7 +40,8 @@ class PayoutRunReport:
     def summary(self) -> str:
         text = (
             f"payouts: {self.started} started, {self.paid} paid, {self.failed} failed, "
-            f"{self.pending} still in flight, {len(self.skipped)} skipped (no bank card)"
+            f"{self.pending} still in flight, {len(self.skipped)} skipped (no bank card), "
+            f"{len(self.held)} held (last payout failed)"
         )
         if self.pending:
             # Usually the gateway could not be reached: with the built-in sandbox it is
@@ -48,8 +51,12 @@ class PayoutRunReport:
                 "twice). Check that ALIPAY_GATEWAY_URL answers — with the built-in sandbox, "
                 "that the shop is running at PUBLIC_BASE_URL."
             )
-        if self.failed:
-            text += "\nFailed transfers went back to the households' balances: see /admin/payouts."
+        if self.failed or self.held:
+            text += (
+                "\nFailed transfers went back to the households' balances (see /admin/payouts). "
+                "A household whose payout failed is retried once its record is corrected in "
+                "/admin/households."
+            )
         return text
 
 
@@ -118,10 +125,16 @@ def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
     report = PayoutRunReport()
     for payout in ledger_payouts.in_flight(db.session):
         _transfer_and_settle(payout.out_biz_no, report)
+    failed_at = ledger_payouts.latest_failures(db.session)
     for code, owed in ledger_payouts.households_due(db.session, threshold):
         household = db.session.scalar(select(Household).where(Household.code == code))
         if household is None or not household.active or not household.bank_card:
             report.skipped.append(code)
+            continue
+        last_failed = failed_at.get(code)
+        if last_failed is not None and last_failed >= household.updated_at:
+            # The same card and name would fail again: wait until someone corrects them.
+            report.held.append(code)
             continue
         out_biz_no = _new_out_biz_no(code)
         try:

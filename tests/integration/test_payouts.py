@@ -13,6 +13,7 @@ from ledger.audit import verify_database
 from ledger.models import Account
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
+from shop.households.models import Household
 from shop.orders.services import apply_payment
 from shop.payments import provider as provider_module
 from shop.payments.sandbox.models import SandboxTransfer
@@ -99,6 +100,35 @@ def test_a_failing_card_gives_the_money_back_to_the_household(app, live, owed):
         select(ledger_payouts.Payout).where(ledger_payouts.Payout.status == "failed")
     )
     assert "异常" in failed.failure
+    assert_ledger_ok()
+
+
+def test_a_household_whose_payout_failed_waits_until_its_card_is_corrected(
+    app, live, owed, admin_client
+):
+    """Regression: every run started a new payout to the same refused card and failed
+    again, one failed transfer (and two postings on the public statement) per run."""
+    zhang = owed["SJ-001"]
+    zhang.set_bank_card("6217000000000000")  # the sandbox refuses cards ending 0000
+    db.session.commit()
+    assert run_payouts(threshold_fen=500).failed == 1
+    attempts = len(transfers())
+
+    again = run_payouts(threshold_fen=500)
+    assert (again.started, again.failed, again.held) == (0, 0, ["SJ-001"])
+    assert len(transfers()) == attempts
+    assert "1 held (last payout failed)" in again.summary()
+    app.config["PAYOUT_THRESHOLD_FEN"] = 500  # the admin page runs with the configured one
+    page = admin_client.post("/admin/payouts/run", follow_redirects=True).get_data(as_text=True)
+    assert "1 户上次打款失败，暂不重试" in page
+    assert len(transfers()) == attempts
+
+    zhang = db.session.get(Household, zhang.id)
+    zhang.set_bank_card("6217000012345678")  # the village team corrects the card
+    db.session.commit()
+    fixed = run_payouts(threshold_fen=500)
+    assert (fixed.started, fixed.paid, fixed.held) == (1, 1, [])
+    assert balance("household:SJ-001") == 0
     assert_ledger_ok()
 
 
