@@ -31,8 +31,9 @@ as a mismatch, so on SQLite run it when no one is posting.
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, String, func, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from ledger.canonical import GENESIS_HASH, format_time
@@ -118,19 +119,34 @@ def _portable_time_problems(session: Session) -> list[str]:
     day) is not the hashed ``created_at_text``: the column is not in the hash, so only
     this comparison ties it to the chain."""
     problems: list[str] = []
+    # The column read as stored (SQLite: text), so a value that is not a time is named
+    # instead of stopping the check with a parse error.
+    stored = type_coerce(Transaction.created_at, String)
     rows = session.execute(
-        select(Transaction.id, Transaction.key, Transaction.created_at, Transaction.created_at_text)
+        select(Transaction.id, Transaction.key, stored, Transaction.created_at_text)
         .order_by(Transaction.id)
         .execution_options(yield_per=5000)
     )
-    for tx_id, key, created_at, hashed in rows:
-        shown = format_time(created_at)
+    for tx_id, key, raw, hashed in rows:
+        shown = _stored_time_text(raw)
         if shown != hashed:
             problems.append(_time_problem(tx_id, key, shown, hashed))
             if len(problems) >= MAX_PROBLEMS:
                 break
     rows.close()
     return problems
+
+
+def _stored_time_text(raw) -> str:
+    """A stored ``created_at`` (UTC; text on SQLite, naive or aware) in the hashed
+    format, or the raw value quoted when it is not a time."""
+    try:
+        moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+    except ValueError:
+        return repr(raw)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_time(moment)
 
 
 def _balance_problems(
@@ -168,12 +184,15 @@ def _balance_problems(
 # so within a snapshot the last id equals the head's count unless something is wrong.
 # Whether the caller's own transaction has written anything (then its uncommitted rows
 # are part of what it sees, and only its own connection can check them).
+# One row even when the head row or every account is missing (count NULL: no head).
+# pg_current_xact_id_if_assigned needs PostgreSQL 13 or newer.
 _PG_SNAPSHOT = text(
     "SELECT h.count, h.hash, "
     "(SELECT COALESCE(MAX(id), 0) FROM ledger_transaction) AS last_id, "
     "pg_current_xact_id_if_assigned() IS NOT NULL AS has_written, "
     "a.id, a.code, a.kind, a.balance_fen, a.sales_received_fen "
-    "FROM ledger_head AS h LEFT JOIN ledger_account AS a ON true WHERE h.id = 1"
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN ledger_head AS h ON h.id = 1 LEFT JOIN ledger_account AS a ON true"
 )
 
 # One range of the chain, :lo..:hi. The canonical JSON, exactly as
@@ -317,11 +336,11 @@ def _time_problem(tx_id: int, key: str, shown: str, hashed: str) -> str:
 
 def _verify_postgresql(session: Session, engine: Engine, range_size: int) -> AuditResult:
     snapshot = session.execute(_PG_SNAPSHOT).all()
-    if snapshot:
-        head_count, head_hash = int(snapshot[0].count), snapshot[0].hash
-        count, has_written = int(snapshot[0].last_id), snapshot[0].has_written
-    else:
-        head_count, head_hash, count, has_written = 0, GENESIS_HASH, 0, False
+    first = snapshot[0]
+    count, has_written = int(first.last_id), first.has_written
+    # A missing head row reads as the empty chain's head, as ledger.export.head does.
+    head_count = int(first.count) if first.count is not None else 0
+    head_hash = first.hash if first.hash is not None else GENESIS_HASH
     caches = {
         row.id: _AccountCache(row.code, row.kind, int(row.balance_fen), int(row.sales_received_fen))
         for row in snapshot
@@ -353,7 +372,8 @@ def _verify_postgresql(session: Session, engine: Engine, range_size: int) -> Aud
         problems += result.problems
         previous_hash = result.last_hash or previous_hash
     last_hash = (results[-1].last_hash if results else None) or GENESIS_HASH
-    if not problems and (head_count, head_hash) != (count, last_hash):
+    # Compared whatever else is wrong: a tampered head must not hide behind another problem.
+    if (head_count, head_hash) != (count, last_hash):
         problems.append(
             f"head says {head_count} transactions ending {head_hash[:12]}…, "
             f"the chain has {count} ending {last_hash[:12]}…"

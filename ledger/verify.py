@@ -17,8 +17,9 @@ Exit status 0 when everything holds, 1 at the first problem (named with its line
 
 ``--head HASH`` (repeatable): a head you recorded from ``/api/v1/ledger/head``, at any
 time before the export was taken. It must be the hash of one of the file's
-transactions, or the check fails: an export cut short, or a history rewritten since
-you recorded the head (every later hash would change), cannot pass.
+transactions (or the empty chain's 64 zeros), or the check fails: an export cut
+short, or a history rewritten since you recorded the head (every later hash would
+change), cannot pass.
 
 This file and ``ledger/canonical.py`` (the canonical form and the hash) import only the
 standard library (Python 3.8 or newer), so an auditor can copy the two files and run
@@ -96,6 +97,9 @@ def verify_records(
     hashes to look for (found ones land in ``heads_found``)."""
     wanted = set(heads)
     report = Report()
+    if GENESIS_HASH in wanted:
+        # The empty chain's head (an export taken before the first posting), before id 1.
+        report.heads_found[GENESIS_HASH] = 0
     keys: set[str] = set()
     for number, record in records:
         try:

@@ -406,6 +406,41 @@ def test_verify_ties_the_shown_time_to_the_hashed_time(books, range_size):
 
 
 @pytest.mark.parametrize("range_size", [1_000, 2])
+def test_verify_names_a_missing_head_row(books, range_size):
+    """Regression: on PostgreSQL a deleted head row made the snapshot empty, and verify
+    checked nothing and said OK."""
+    hostile_ledger(books)
+    _force(books, "DELETE FROM ledger_head")
+    books.commit()
+    result = verify_database(books, range_size=range_size)
+    assert not result.ok
+    assert any(p.startswith("head says 0 transactions") for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("range_size", [1_000, 2])
+def test_verify_names_a_tampered_head_beside_another_problem(books, range_size):
+    """Regression: on PostgreSQL any other problem (here a moved time) hid the head's."""
+    hostile_ledger(books)
+    _force(books, "UPDATE ledger_transaction SET created_at = '2025-01-01 08:00:00' WHERE id = 2")
+    _force(books, f"UPDATE ledger_head SET hash = '{'a' * 64}'")
+    books.commit()
+    problems = verify_database(books, range_size=range_size).problems
+    assert any(p.startswith("transaction 2 (") for p in problems), problems
+    assert any(p.startswith("head says") for p in problems), problems
+
+
+def test_verify_names_a_stored_time_that_is_not_a_time(books):
+    """SQLite stores times as text; a value that does not parse is named, not a crash."""
+    if books.get_bind().dialect.name == "postgresql":
+        pytest.skip("a timestamptz column holds only times")
+    hostile_ledger(books)
+    _force(books, "UPDATE ledger_transaction SET created_at = 'yesterday' WHERE id = 4")
+    books.commit()
+    problems = verify_database(books).problems
+    assert problems == [problems[0]] and "its time 'yesterday'" in problems[0], problems
+
+
+@pytest.mark.parametrize("range_size", [1_000, 2])
 def test_verify_finds_a_head_that_lags_the_chain(books, range_size):
     """One problem, named as such: not a cascade of balance mismatches."""
     hostile_ledger(books)

@@ -212,6 +212,9 @@ def test_an_empty_export_is_the_genesis(app, tmp_path):
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     result = run_verify(tmp_path / "empty.jsonl")
     assert result.returncode == 0 and f"OK 0 transactions, head {GENESIS_HASH}" in result.stdout
+    # What the open-data page prints before the first posting must pass too.
+    as_printed = run_verify(tmp_path / "empty.jsonl", "--head", GENESIS_HASH)
+    assert as_printed.returncode == 0, as_printed.stdout
     audit = verify_database(db.session)
     assert audit.ok and (audit.count, audit.head_hash) == (0, GENESIS_HASH)
 
