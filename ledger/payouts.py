@@ -19,7 +19,7 @@ flight and cleared on settling, under a unique constraint.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String, func, select, update
+from sqlalchemy import CheckConstraint, String, false, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ledger.base import Base, UTCDateTime, utcnow
@@ -49,6 +49,8 @@ class Payout(Base):
     card_last4: Mapped[str] = mapped_column(String(4), default="")
     alipay_order_id: Mapped[str] = mapped_column(String(64), default="")
     failure: Mapped[str] = mapped_column(String(200), default="")
+    # The failure was the payee's (card or name refused), not the shop's own.
+    payee_refused: Mapped[bool] = mapped_column(default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -87,21 +89,22 @@ def households_due(session: Session, threshold_fen: int) -> list[tuple[str, int]
     return [(code[prefix:], -balance) for code, balance in rows if code[prefix:] not in busy]
 
 
-def latest_failures(session: Session) -> dict[str, datetime]:
-    """household code → when its payout failed, for every household whose latest payout
-    (by id) failed. Such a household's card or name is likely wrong: retrying before
-    someone fixes it would fail again, one failed transfer per run."""
+def latest_refusals(session: Session) -> dict[str, datetime]:
+    """household code → when its refused payout was started, for every household whose
+    latest payout (by id) the bank refused as to the payee. Its card or name is wrong:
+    retrying before someone corrects it (after that moment) would fail again, one failed
+    transfer per run. Failures on the shop's side hold no one."""
     latest = (
         select(Payout.household_code, func.max(Payout.id).label("last_id"))
         .group_by(Payout.household_code)
         .subquery()
     )
     rows = session.execute(
-        select(Payout.household_code, Payout.settled_at)
+        select(Payout.household_code, Payout.created_at)
         .join(latest, Payout.id == latest.c.last_id)
-        .where(Payout.status == "failed")
+        .where(Payout.status == "failed", Payout.payee_refused.is_(True))
     )
-    return {code: settled_at for code, settled_at in rows}
+    return {code: started_at for code, started_at in rows}
 
 
 def start_payout(
@@ -149,10 +152,13 @@ def settle_payout(
     alipay_order_id: str = "",
     failure: str = "",
     now: datetime | None = None,
+    payee_refused: bool = False,
 ) -> str:
     """Apply the bank's final answer (flush, no commit); return the payout's status.
 
     Only an ``in_flight`` payout moves; settling again returns the status it has.
+    ``payee_refused``: a failure because of the payee's card or name (see
+    :func:`latest_refusals`).
     """
     moment = now or utcnow()
     status = "paid" if succeeded else "failed"
@@ -164,6 +170,7 @@ def settle_payout(
             open_household_code=None,
             alipay_order_id=alipay_order_id[:64],
             failure=failure[:200],
+            payee_refused=payee_refused and not succeeded,
             settled_at=moment,
         )
         .execution_options(synchronize_session=False)

@@ -29,19 +29,21 @@ class PayoutRunReport:
     failed: int = 0
     pending: int = 0
     skipped: list[str] = field(default_factory=list)  # household codes without a card
-    # Household codes whose last payout failed and whose record has not changed since.
+    # Household codes whose last payout the bank refused (card or name) and whose
+    # record has not been corrected since that payout started.
     held: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        """Nothing failed and nothing is left waiting for Alipay's answer."""
-        return not self.failed and not self.pending
+        """Nothing failed, nothing is left waiting for Alipay's answer and no household
+        is held: every household due was paid."""
+        return not self.failed and not self.pending and not self.held
 
     def summary(self) -> str:
         text = (
             f"payouts: {self.started} started, {self.paid} paid, {self.failed} failed, "
             f"{self.pending} still in flight, {len(self.skipped)} skipped (no bank card), "
-            f"{len(self.held)} held (last payout failed)"
+            f"{len(self.held)} held (card or name refused)"
         )
         if self.pending:
             # Usually the gateway could not be reached: with the built-in sandbox it is
@@ -54,8 +56,8 @@ class PayoutRunReport:
         if self.failed or self.held:
             text += (
                 "\nFailed transfers went back to the households' balances (see /admin/payouts). "
-                "A household whose payout failed is retried once its record is corrected in "
-                "/admin/households."
+                "A household whose card or name the bank refused is held until its record "
+                "is corrected in /admin/households."
             )
         return text
 
@@ -92,15 +94,23 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
             log.warning("payout %s not confirmed, will ask again: %s", out_biz_no, error)
             report.pending += 1
             return
-        status, order_id, failure = "FAIL", "", str(error)
+        # The shop's own trouble (its balance, keys, permissions): the money did not
+        # move; nothing is wrong with the household's card.
+        status, order_id, failure, payee_refused = "FAIL", "", str(error), False
     else:
         status, order_id, failure = result.status, result.order_id or "", result.fail_reason or ""
+        payee_refused = True  # a FAIL answer: the bank or Alipay refused the payee
     if status not in ("SUCCESS", "FAIL"):
         report.pending += 1
         return
     try:
         settled = ledger_payouts.settle_payout(
-            db.session, out_biz_no, status == "SUCCESS", order_id, failure
+            db.session,
+            out_biz_no,
+            status == "SUCCESS",
+            order_id,
+            failure,
+            payee_refused=payee_refused,
         )
         db.session.commit()
     except Exception:
@@ -125,15 +135,16 @@ def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
     report = PayoutRunReport()
     for payout in ledger_payouts.in_flight(db.session):
         _transfer_and_settle(payout.out_biz_no, report)
-    failed_at = ledger_payouts.latest_failures(db.session)
+    refused_at = ledger_payouts.latest_refusals(db.session)
     for code, owed in ledger_payouts.households_due(db.session, threshold):
         household = db.session.scalar(select(Household).where(Household.code == code))
         if household is None or not household.active or not household.bank_card:
             report.skipped.append(code)
             continue
-        last_failed = failed_at.get(code)
-        if last_failed is not None and last_failed >= household.updated_at:
-            # The same card and name would fail again: wait until someone corrects them.
+        refused = refused_at.get(code)
+        if refused is not None and household.updated_at <= refused:
+            # Not corrected since that payout started: the same card and name would be
+            # refused again. (A correction while it was in flight counts.)
             report.held.append(code)
             continue
         out_biz_no = _new_out_biz_no(code)

@@ -117,10 +117,12 @@ def test_a_household_whose_payout_failed_waits_until_its_card_is_corrected(
     again = run_payouts(threshold_fen=500)
     assert (again.started, again.failed, again.held) == (0, 0, ["SJ-001"])
     assert len(transfers()) == attempts
-    assert "1 held (last payout failed)" in again.summary()
+    assert "1 held (card or name refused)" in again.summary()
+    held_run = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "500"])
+    assert held_run.exit_code == 1 and "1 held" in held_run.output  # cron keeps noticing
     app.config["PAYOUT_THRESHOLD_FEN"] = 500  # the admin page runs with the configured one
     page = admin_client.post("/admin/payouts/run", follow_redirects=True).get_data(as_text=True)
-    assert "1 户上次打款失败，暂不重试" in page
+    assert "1 户上次打款被银行退回" in page
     assert len(transfers()) == attempts
 
     zhang = db.session.get(Household, zhang.id)
@@ -129,6 +131,44 @@ def test_a_household_whose_payout_failed_waits_until_its_card_is_corrected(
     fixed = run_payouts(threshold_fen=500)
     assert (fixed.started, fixed.paid, fixed.held) == (1, 1, [])
     assert balance("household:SJ-001") == 0
+    assert_ledger_ok()
+
+
+def test_a_card_corrected_while_its_payout_was_in_flight_is_retried(app, live, owed, monkeypatch):
+    """The refusal concerns the card the payout was sent to: a correction made after the
+    payout started, even before the bank answered, releases the household."""
+    zhang = owed["SJ-001"]
+    zhang.set_bank_card("6217000000000000")
+    db.session.commit()
+    real = provider_module.AlipayProvider.transfer
+
+    def corrected_meanwhile(self, **kwargs):
+        if kwargs["card_number"].endswith("0000"):
+            household = db.session.get(Household, zhang.id)
+            household.set_bank_card("6217000012345678")
+            db.session.commit()
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(provider_module.AlipayProvider, "transfer", corrected_meanwhile)
+    assert run_payouts(threshold_fen=500).failed == 1
+    retried = run_payouts(threshold_fen=500)
+    assert (retried.held, retried.paid) == ([], 1)
+    assert balance("household:SJ-001") == 0
+
+
+def test_a_failure_on_the_shops_side_holds_no_one(app, live, owed, monkeypatch):
+    """The shop's Alipay balance ran out: the money went back to the households, and once
+    the balance is topped up the next run pays them without anyone editing them."""
+
+    def no_balance(self, **kwargs):
+        raise provider_module.ProviderError("PAYER_BALANCE_NOT_ENOUGH", "余额不足")
+
+    monkeypatch.setattr(provider_module.AlipayProvider, "transfer", no_balance)
+    assert run_payouts(threshold_fen=500).failed == 2
+    monkeypatch.undo()
+    topped_up = run_payouts(threshold_fen=500)
+    assert (topped_up.held, topped_up.paid) == ([], 2)
+    assert balance("household:SJ-001") == 0 and balance("household:SJ-002") == 0
     assert_ledger_ok()
 
 
