@@ -5,8 +5,8 @@
 the database keeps for speed: each ``Account.balance_fen`` must equal the sum of its
 entries, each household's ``sales_received_fen`` the sum of its credits by sales, and
 ``LedgerHead`` must name the last transaction. It also ties each transaction's
-``created_at`` column (what statements show and boards group by day; not itself hashed)
-to the hashed ``created_at_text``.
+``created_at`` column (what statements show and the boards date online sales by; not
+itself hashed) to the hashed ``created_at_text``.
 
 Two ways to the same checks:
 
@@ -115,9 +115,9 @@ def _verify_portable(session: Session) -> AuditResult:
 
 
 def _portable_time_problems(session: Session) -> list[str]:
-    """Transactions whose ``created_at`` column (what pages show and boards group by
-    day) is not the hashed ``created_at_text``: the column is not in the hash, so only
-    this comparison ties it to the chain."""
+    """Transactions whose ``created_at`` column (what pages show) is not the hashed
+    ``created_at_text``: the column is not in the hash, so only this comparison ties it
+    to the chain."""
     problems: list[str] = []
     # The column read as stored (SQLite: text), so a value that is not a time is named
     # instead of stopping the check with a parse error.
@@ -182,10 +182,9 @@ def _balance_problems(
 # The head, the chain's last id and every account's caches, in one statement: one
 # snapshot. Every posting moves the head and adds its rows in one database transaction,
 # so within a snapshot the last id equals the head's count unless something is wrong.
-# Whether the caller's own transaction has written anything (then its uncommitted rows
-# are part of what it sees, and only its own connection can check them).
-# One row even when the head row or every account is missing (count NULL: no head).
-# pg_current_xact_id_if_assigned needs PostgreSQL 13 or newer.
+# has_written: the caller's own transaction has written (its uncommitted rows are part
+# of what it sees, and only its own connection can check them; PostgreSQL 13+).
+# Always one row, even with the head row or every account missing (count NULL: no head).
 _PG_SNAPSHOT = text(
     "SELECT h.count, h.hash, "
     "(SELECT COALESCE(MAX(id), 0) FROM ledger_transaction) AS last_id, "
@@ -329,7 +328,7 @@ def _describe(row) -> str:
 
 def _time_problem(tx_id: int, key: str, shown: str, hashed: str) -> str:
     return (
-        f"transaction {tx_id} ({key}): its time {shown} (what statements and boards show) "
+        f"transaction {tx_id} ({key}): its time {shown} (what statements show) "
         f"is not the hashed time {hashed}"
     )
 

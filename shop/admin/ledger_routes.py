@@ -77,7 +77,7 @@ def run_payouts_now():
             pending=report.pending,
             skipped=len(report.skipped),
         ),
-        "success" if not report.failed else "error",
+        "success" if report.finished else "error",
     )
     if report.held:
         flash(
