@@ -2,14 +2,17 @@
 pragmas, and how Alembic writes our column types."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 from ledger.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
 
-__all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow"]
+__all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "transaction", "utcnow"]
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
@@ -44,3 +47,19 @@ def escape_like(text: str) -> str:
 
 
 MAX_ROW_ID = 2**31 - 1  # the largest id an ``Integer`` column holds on PostgreSQL
+
+
+@contextmanager
+def transaction(session: Session) -> Iterator[Session]:
+    """One unit of work: commit when the block ends, roll back and re-raise if it raises.
+
+    What a service writes inside the block commits together or not at all (``with
+    transaction(db.session): …``). A block that returns early still commits, which
+    releases any row locks it took; one that only read commits nothing.
+    """
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise

@@ -4,12 +4,13 @@ from sqlalchemy import select
 
 from shop.auth.models import ROLES, User
 from shop.db import utcnow
+from shop.errors import UserError
 from shop.extensions import db
 
 MIN_PASSWORD_LENGTH = 8
 
 
-class AccountError(ValueError):
+class AccountError(UserError):
     """A user could not be created; the message says why (shown to the operator)."""
 
 

@@ -1,8 +1,6 @@
 """Read models and input handling for the admin's rule and payout pages."""
 
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -11,8 +9,10 @@ from ledger import payouts as ledger_payouts
 from ledger import rules
 from shop.benefits.services import set_product_rule
 from shop.catalog.models import Product
+from shop.errors import UserError
 from shop.extensions import db
 from shop.households.models import Household
+from shop.money import parse_typed_yuan
 
 HOUSEHOLD_GROUPS = {
     "all": lambda: True,
@@ -23,11 +23,8 @@ HOUSEHOLD_GROUPS = {
 }
 
 
-class RuleInputError(ValueError):
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class RuleInputError(UserError):
+    """A benefit rule as typed in the admin that cannot be made (``field`` names the input)."""
 
 
 @dataclass
@@ -53,15 +50,17 @@ def product_choices(default_label: str) -> list[tuple[int, str]]:
 
 
 def _parse_share(share_kind: str, text: str) -> tuple[int | None, int | None]:
-    raw = (text or "").strip().replace("%", "").replace("¥", "")
-    if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", raw):
-        raise RuleInputError(_("请输入数字，最多两位小数。"), "share_amount")
-    value = Decimal(raw)
+    raw = (text or "").strip().removesuffix("%").removesuffix("％")
+    try:
+        # Yuan → fen, or a percentage → basis points: both are hundredths.
+        hundredths = parse_typed_yuan(raw)
+    except ValueError:
+        raise RuleInputError(_("请输入数字，最多两位小数。"), "share_amount") from None
     if share_kind == "fixed":
-        return int(value * 100), None
-    if value > 100:
+        return hundredths, None
+    if hundredths > 100 * 100:
         raise RuleInputError(_("百分比不能超过 100。"), "share_amount")
-    return None, int(value * 100)  # basis points
+    return None, hundredths
 
 
 def new_rule_version(

@@ -62,9 +62,9 @@ from shop.db import escape_like, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI
 from shop.households.models import Household, Village
+from shop.public_identity import public_identity
 
 HOUSEHOLD_PREFIX = "household:"
-ANONYMOUS = "爱心人士"
 BATCH = 500
 
 _STATE = BoardState.__table__
@@ -340,10 +340,8 @@ class _Purchase:
 
 
 def _public_identity(display: str, name: str, organization: str) -> tuple[str, str, str]:
-    display = display if display in ("masked", "nickname", "anonymous") else "anonymous"
-    if display == "anonymous":
-        return display, ANONYMOUS, ""  # anonymous everywhere: no organisation either
-    return display, (name or "").strip()[:40] or ANONYMOUS, (organization or "").strip()[:120]
+    shown = public_identity(display, organization=organization, label=name)
+    return shown.display, shown.label, shown.organization
 
 
 def _purchase_of(session: Session, tx) -> _Purchase | None:

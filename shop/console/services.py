@@ -10,7 +10,6 @@ other row still uses the same content key.
 import re
 import secrets
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -19,33 +18,26 @@ from sqlalchemy.exc import IntegrityError
 
 from shop.catalog.models import PRODUCT_STATUSES, Category, Product, ProductPhoto
 from shop.db import utcnow
+from shop.errors import UserError
 from shop.extensions import db
 from shop.media.services import PhotoRejected, remove_files, remove_photo_files, store_photo
+from shop.money import parse_typed_yuan
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 MAX_PRICE_FEN = 10_000_000  # ¥100,000 a unit: anything above is a typing mistake
 MAX_STOCK = 1_000_000
 
 
-class ConsoleError(ValueError):
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class ConsoleError(UserError):
+    """A product or photo change the village team can fix (``field`` names the input)."""
 
 
-def yuan_to_fen(text: str | Decimal | None, field: str) -> int:
-    """Parse a yuan amount typed by a person ("158", "158.5", "158.50") into fen.
-
-    Raises ConsoleError for anything that is not a non-negative amount with at most
-    two decimals.
-    """
-    raw = str(text if text is not None else "").strip().replace(",", "").replace("¥", "")
-    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", raw):
-        raise ConsoleError(_("请输入金额，例如 158 或 158.50（最多两位小数）。"), field)
+def yuan_to_fen(text: str | None, field: str) -> int:
+    """Parse a yuan amount typed by a person ("158", "158.5", "¥158.50") into fen, by
+    :func:`shop.money.parse_typed_yuan`'s rule. Raises ConsoleError naming ``field``."""
     try:
-        return int(Decimal(raw) * 100)
-    except InvalidOperation:
+        return parse_typed_yuan(text)
+    except ValueError:
         raise ConsoleError(_("请输入金额，例如 158 或 158.50（最多两位小数）。"), field) from None
 
 

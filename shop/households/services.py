@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
 from shop.db import escape_like
+from shop.errors import UserError
 from shop.extensions import db
 from shop.households.models import Household, Village
 from shop.pii import cipher, mask_name
@@ -52,15 +53,9 @@ SCIENTIFIC = re.compile(r"^\d+(\.\d+)?E\+?\d+$", re.IGNORECASE)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class HouseholdError(ValueError):
-    """A problem the user can fix; ``field`` names the input (``None``: the whole form)."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        # Every problem found when a whole form was checked (this one first).
-        self.errors: list[HouseholdError] = [self]
+class HouseholdError(UserError):
+    """A household record the admin can fix; ``field`` names the input (``None``: the
+    whole form); ``errors`` lists every problem found when a whole form was checked."""
 
 
 @dataclass

@@ -25,18 +25,16 @@ from pathlib import Path
 from flask_babel import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shop.errors import UserError
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 JPEG_QUALITY = 85
 # Markup that makes a file dangerous if any browser or tool ever sniffs it as a page.
 _MARKUP = re.compile(rb"<\s*(script|html|svg|iframe|body|\?php|!doctype)", re.IGNORECASE)
 
 
-class PhotoRejected(ValueError):
+class PhotoRejected(UserError):
     """The upload is not a photo we accept; ``message`` says why in the user's language."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)

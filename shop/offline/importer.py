@@ -29,6 +29,7 @@ from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen, format_fen_plain
 from shop.households.importer import ImportFailed, _delimiter, _header_key, decode
 from shop.households.models import Household
+from shop.money import parse_typed_yuan
 from shop.offline import income as income_services
 from shop.offline.models import ImportBatch, OfflineSale
 from shop.offline.services import (
@@ -36,13 +37,13 @@ from shop.offline.services import (
     RowError,
     SaleInput,
     SaleRow,
-    board_name_for,
     channel_labels,
     get_session,
     post_sale_rows,
     sale_row_key,
     validate_sale,
 )
+from shop.public_identity import public_identity
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
@@ -247,11 +248,10 @@ def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
 
 
 def parse_yuan(text: str, label: str) -> int:
-    raw = _fold(text).replace(",", "").replace("¥", "").replace("￥", "").replace("元", "")
-    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", raw):
-        raise OfflineError(_("“%(label)s”须是金额，例如 158 或 158.50。", label=label))
-    whole, _dot, cents = raw.partition(".")
-    return int(whole) * 100 + int((cents + "00")[:2])
+    try:
+        return parse_typed_yuan(text)
+    except ValueError:
+        raise OfflineError(_("“%(label)s”须是金额，例如 158 或 158.50。", label=label)) from None
 
 
 def parse_when(text: str) -> datetime:
@@ -400,7 +400,7 @@ def _check_sales(batch: ImportBatch) -> Preview:
             unit_price_fen=price,
             payment_method=payment,
             board_display=display,
-            board_name=board_name_for(display, buyer, buyer),
+            board_name=public_identity(display, buyer, buyer).label,
             organization=organization[:120],
             sold_at=sold_at,
             receipt_no=receipt,

@@ -13,7 +13,7 @@ Public functions own their transaction: commit on success, roll back before rais
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask_babel import gettext as _
 from sqlalchemy import select, update
@@ -24,6 +24,7 @@ from shop.benefits.services import PROGRAMME_COLLECTIVE
 from shop.db import utcnow
 from shop.extensions import db
 from shop.households.models import Enterprise, Household
+from shop.money import parse_typed_hundredths
 from shop.offline.models import HouseholdIncome
 from shop.offline.services import OfflineError
 
@@ -106,13 +107,10 @@ def parse_period(text: str) -> str:
 
 def parse_hundredths(text: str, field: str, label: str) -> int:
     """ "2.5" → 250: a non-negative number with at most two decimals, in hundredths."""
-    raw = (text or "").strip().replace(",", "")
-    if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", raw):
-        raise OfflineError(_("“%(label)s”须是数字，最多两位小数。", label=label), field)
     try:
-        return int(Decimal(raw) * 100)
-    except InvalidOperation:  # pragma: no cover - the pattern rules it out
-        raise OfflineError(_("“%(label)s”须是数字。", label=label), field) from None
+        return parse_typed_hundredths(text)
+    except ValueError:
+        raise OfflineError(_("“%(label)s”须是数字，最多两位小数。", label=label), field) from None
 
 
 @dataclass(frozen=True)

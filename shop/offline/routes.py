@@ -21,6 +21,7 @@ from shop.offline.forms import (
     SalesUploadForm,
 )
 from shop.offline.models import ImportBatch
+from shop.public_identity import public_identity
 
 bp = Blueprint("offline", __name__)
 
@@ -70,7 +71,7 @@ def sales():
                     unit_price_fen=price if price is not None else product.price_fen,
                     payment_method=form.payment_method.data,
                     board_display=display if buyer or display == "anonymous" else "anonymous",
-                    board_name=services.board_name_for(display, buyer, buyer),
+                    board_name=public_identity(display, buyer, buyer).label,
                     organization=(form.organization.data or "").strip(),
                 ),
                 form.token.data,

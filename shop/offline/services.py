@@ -31,23 +31,19 @@ from ledger.posting import LedgerError, ensure_account
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
 from shop.db import utcnow
+from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen_plain
 from shop.offline.models import OfflineSale, SalesSession
-from shop.orders.services import ANONYMOUS_BOARD_NAME
+from shop.public_identity import ANONYMOUS_LABEL
 
 HALL_NAME = "扶贫馆"
 MAX_QUANTITY = 9999
 MAX_PRICE_FEN = 10_000_000
 
 
-class OfflineError(ValueError):
-    """Something the village team can fix; ``message`` is for people."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class OfflineError(UserError):
+    """An offline sale or income the village team can fix; ``message`` is for people."""
 
 
 def channel_labels() -> dict[str, str]:
@@ -65,17 +61,6 @@ def payment_labels() -> dict[str, str]:
     }
 
 
-def board_name_for(display: str, buyer_name: str = "", nickname: str = "") -> str:
-    """The love board's name for an offline buyer: "王*", a nickname, or 爱心人士.
-
-    Only this is stored; the buyer's full name never is."""
-    if display == "nickname" and nickname.strip():
-        return nickname.strip()[:40]
-    if display == "masked" and buyer_name.strip():
-        return buyer_name.strip()[0] + "*"
-    return ANONYMOUS_BOARD_NAME
-
-
 @dataclass(frozen=True)
 class SaleInput:
     """One offline sale line as plain values (money in fen)."""
@@ -85,7 +70,7 @@ class SaleInput:
     unit_price_fen: int
     payment_method: str = "cash"
     board_display: str = "anonymous"
-    board_name: str = ANONYMOUS_BOARD_NAME
+    board_name: str = ANONYMOUS_LABEL
     organization: str = ""
     sold_at: datetime | None = None
     receipt_no: str = ""

@@ -22,7 +22,6 @@ from shop.extensions import db
 from shop.pii import EncryptedText
 
 ORDER_STATUSES = ("pending_payment", "paid", "shipped", "completed", "cancelled", "refunded")
-BOARD_DISPLAYS = ("masked", "nickname", "anonymous")
 
 
 class Order(db.Model):

@@ -19,30 +19,22 @@ from sqlalchemy import select, update
 
 from shop.catalog.models import Product
 from shop.db import utcnow
+from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI
-from shop.orders.models import BOARD_DISPLAYS, Order, OrderLine
+from shop.orders.models import Order, OrderLine
+from shop.public_identity import DISPLAYS, public_identity
 
 log = logging.getLogger("shop.orders")
 
 MAX_QUANTITY_PER_LINE = 999
 MAX_LINES_PER_ORDER = 50
-ANONYMOUS_BOARD_NAME = "爱心人士"
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")
 _PHONE = re.compile(r"^1[3-9]\d{9}$")
 
 
-class OrderError(Exception):
+class OrderError(UserError):
     """A request the buyer can fix; ``code`` is stable for the API, ``message`` is for people."""
-
-    status = 422
-    code = "invalid"
-
-    def __init__(self, message: str, field: str | None = None, details: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.details = details or {}
 
 
 class OutOfStock(OrderError):
@@ -124,15 +116,6 @@ def normalise_phone(raw: str) -> str:
     return digits
 
 
-def board_name_for(buyer: BuyerDetails) -> str:
-    """How the buyer appears publicly: surname + '*', their nickname, or 爱心人士."""
-    if buyer.board_display == "anonymous":
-        return ANONYMOUS_BOARD_NAME
-    if buyer.board_display == "nickname":
-        return buyer.nickname.strip()
-    return buyer.name.strip()[0] + "*"
-
-
 def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
     """Check and normalise the buyer's details; raise OrderError naming the field."""
     name = (buyer.name or "").strip()
@@ -143,7 +126,7 @@ def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
         raise OrderError(_("请填写收货人姓名（不超过40个字）。"), field="name")
     if not 5 <= len(address) <= 200:
         raise OrderError(_("请填写完整的收货地址（5到200个字）。"), field="address")
-    if buyer.board_display not in BOARD_DISPLAYS:
+    if buyer.board_display not in DISPLAYS:
         raise OrderError(_("请选择在爱心榜上的展示方式。"), field="board_display")
     if buyer.board_display == "nickname" and not 1 <= len(nickname) <= 20:
         raise OrderError(_("请填写昵称（不超过20个字）。"), field="nickname")
@@ -272,7 +255,7 @@ def place_order(
             phone_last4=buyer.phone[-4:],
             shipping_address=buyer.address,
             board_display=buyer.board_display,
-            board_name=board_name_for(buyer),
+            board_name=public_identity(buyer.board_display, buyer.name, buyer.nickname).label,
             organization=buyer.organization,
             total_fen=sum(line.line_total_fen for line in order_lines),
             beneficiary_fen=sum(

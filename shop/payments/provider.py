@@ -6,8 +6,8 @@ sandbox gateway and real Alipay are the same to it, only ``ALIPAY_GATEWAY_URL`` 
 keys differ.
 
 Money crosses this boundary as integer fen. Alipay's wire format is yuan strings
-("158.00"); they are produced and parsed here with :class:`~decimal.Decimal` and a
-strict pattern, never with floats.
+("158.00"); they are produced and parsed by :mod:`shop.money`'s strict wire
+functions, never with floats.
 
 Errors: :class:`ProviderError` carries Alipay's code and whether the same request may
 be sent again (``retryable``: the network failed, Alipay was busy, or the answer could
@@ -26,8 +26,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import rsa
 from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
@@ -61,16 +59,16 @@ from alipay.aop.api.request.AlipayTradeWapPayRequest import AlipayTradeWapPayReq
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 from alipay.aop.api.util.WebUtils import url_encode
 
+from shop.formatting import SHANGHAI
+from shop.money import fen_to_wire, wire_to_fen
+
 log = logging.getLogger("shop.payments.provider")
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do"
 SANDBOX_GATEWAY_PATH = "/sandbox/alipay/gateway.do"
 CHARSET = "utf-8"
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")
 
-# "158.00", "0.5", "12": ASCII digits, at most two decimals, nothing else.
-_YUAN = re.compile(r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?", re.ASCII)
 # Alipay refuses these characters in a subject.
 _SUBJECT_FORBIDDEN = re.compile(r"[/=&]")
 # Transfer refusals that settle the payout as failed (the money did not move).
@@ -154,26 +152,6 @@ class ProviderError(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
-
-
-# --- money at the wire edge -------------------------------------------------------------
-
-
-def fen_to_yuan(amount_fen: int) -> str:
-    """15800 → "158.00". Only positive integer fen are valid amounts on the wire."""
-    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen < 1:
-        raise ValueError(f"amount must be a positive integer of fen, got {amount_fen!r}")
-    return str((Decimal(amount_fen) / 100).quantize(Decimal("0.01")))
-
-
-def yuan_to_fen(text) -> int:
-    """ "158.00" → 15800, strictly: "1e3", "-1", "abc", "158.001", " 1" raise ValueError."""
-    if not isinstance(text, str) or not _YUAN.fullmatch(text):
-        raise ValueError(f"not an amount in yuan: {text!r}")
-    fen = Decimal(text) * 100
-    if fen != fen.to_integral_value():
-        raise ValueError(f"not an amount in yuan: {text!r}")
-    return int(fen)
 
 
 def _shanghai(moment: datetime) -> str:
@@ -322,7 +300,7 @@ class AlipayProvider:
             model, request_class = AlipayTradePagePayModel(), AlipayTradePagePayRequest
             model.product_code = "FAST_INSTANT_TRADE_PAY"
         model.out_trade_no = order_no
-        model.total_amount = fen_to_yuan(total_fen)
+        model.total_amount = fen_to_wire(total_fen)
         model.subject = _subject(subject)
         model.time_expire = _shanghai(expires_at)
         request = request_class(biz_model=model)
@@ -368,7 +346,7 @@ class AlipayProvider:
             if not params.get(name):
                 raise NotificationRejected(f"missing {name}")
         try:
-            total_fen = yuan_to_fen(params["total_amount"])
+            total_fen = wire_to_fen(params["total_amount"])
         except ValueError as error:
             raise NotificationRejected(f"malformed total_amount {params['total_amount']!r}") from (
                 error
@@ -414,7 +392,7 @@ class AlipayProvider:
     @staticmethod
     def _amount(body: dict, name: str) -> int:
         try:
-            return yuan_to_fen(body.get(name))
+            return wire_to_fen(body.get(name))
         except ValueError as error:
             raise ProviderError("bad_response", f"malformed {name} {body.get(name)!r}") from error
 
@@ -455,7 +433,7 @@ class AlipayProvider:
         raise a non-retryable ProviderError."""
         model = AlipayTradeRefundModel()
         model.out_trade_no = out_trade_no
-        model.refund_amount = fen_to_yuan(amount_fen)
+        model.refund_amount = fen_to_wire(amount_fen)
         model.out_request_no = out_request_no
         model.refund_reason = _subject(reason or "退款")
         body = self._execute(AlipayTradeRefundRequest(biz_model=model))
@@ -492,7 +470,7 @@ class AlipayProvider:
         payee.bankcard_ext_info = ext
         model = AlipayFundTransUniTransferModel()
         model.out_biz_no = out_biz_no
-        model.trans_amount = fen_to_yuan(amount_fen)
+        model.trans_amount = fen_to_wire(amount_fen)
         model.product_code = "TRANS_BANKCARD_NO_PWD"
         model.biz_scene = "DIRECT_TRANSFER"
         model.order_title = _subject(remark or "转账")[:128]

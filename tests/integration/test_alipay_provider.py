@@ -25,9 +25,7 @@ from shop.payments.provider import (
     AlipayProvider,
     NotificationRejected,
     ProviderError,
-    fen_to_yuan,
     get_provider,
-    yuan_to_fen,
 )
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 from shop.payments.services import confirm_by_query, reconcile
@@ -87,33 +85,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-# --- money at the wire edge ---------------------------------------------------------------
-
-
-def test_yuan_strings_convert_exactly():
-    assert fen_to_yuan(15800) == "158.00"
-    assert fen_to_yuan(1) == "0.01"
-    assert fen_to_yuan(123456789) == "1234567.89"
-    assert yuan_to_fen("158.00") == 15800
-    assert yuan_to_fen("158") == 15800
-    assert yuan_to_fen("0.5") == 50
-    assert yuan_to_fen("0.07") == 7
-
-
-@pytest.mark.parametrize(
-    "text", ["1e3", "-1", "abc", "158.001", "", " 158.00", "158.", ".5", "１５８", "0x10", None]
-)
-def test_malformed_yuan_strings_are_refused(text):
-    with pytest.raises(ValueError):
-        yuan_to_fen(text)
-
-
-@pytest.mark.parametrize("fen", [0, -1, 1.5, True, "100"])
-def test_only_positive_integer_fen_go_on_the_wire(fen):
-    with pytest.raises(ValueError):
-        fen_to_yuan(fen)
 
 
 # --- pay URLs -----------------------------------------------------------------------------

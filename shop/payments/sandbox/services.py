@@ -37,8 +37,9 @@ from sqlalchemy.exc import IntegrityError
 
 from shop.db import utcnow
 from shop.extensions import db
+from shop.formatting import SHANGHAI
+from shop.money import fen_to_wire, wire_to_fen
 from shop.payments import keys
-from shop.payments.provider import SHANGHAI, fen_to_yuan, yuan_to_fen
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 
 log = logging.getLogger("shop.payments.sandbox")
@@ -148,7 +149,7 @@ def _biz(params: dict[str, str]) -> dict:
 
 def _amount(text) -> int:
     try:
-        fen = yuan_to_fen(text)
+        fen = wire_to_fen(text)
     except ValueError:
         fen = 0
     if fen < 1:
@@ -346,7 +347,7 @@ def return_url_for(trade: SandboxTrade) -> str:
         {
             "out_trade_no": trade.out_trade_no,
             "trade_no": trade.trade_no,
-            "total_amount": fen_to_yuan(trade.total_fen),
+            "total_amount": fen_to_wire(trade.total_fen),
             "app_id": trade.app_id,
             "auth_app_id": trade.app_id,
             "seller_id": _seller_id(),
@@ -365,7 +366,7 @@ def return_url_for(trade: SandboxTrade) -> str:
 
 def notification_params(trade: SandboxTrade) -> dict[str, str]:
     """The signed asynchronous notification for a trade's current state."""
-    amount = fen_to_yuan(trade.total_fen)
+    amount = fen_to_wire(trade.total_fen)
     params = {
         "notify_time": _now_shanghai(),
         "notify_type": "trade_status_sync",
@@ -465,7 +466,7 @@ def _need_trade(biz: dict) -> SandboxTrade:
 
 def _trade_query(biz: dict) -> dict:
     trade = _need_trade(biz)
-    amount = fen_to_yuan(trade.total_fen)
+    amount = fen_to_wire(trade.total_fen)
     answer = _ok(
         trade_no=trade.trade_no,
         out_trade_no=trade.out_trade_no,
@@ -498,8 +499,8 @@ def _refund_answer(trade: SandboxTrade, refund: SandboxRefund, fund_change: bool
         out_trade_no=trade.out_trade_no,
         buyer_logon_id=trade.buyer_logon_id or SANDBOX_BUYER,
         fund_change="Y" if fund_change else "N",
-        refund_fee=fen_to_yuan(trade.refunded_fen),
-        send_back_fee=fen_to_yuan(refund.amount_fen),
+        refund_fee=fen_to_wire(trade.refunded_fen),
+        send_back_fee=fen_to_wire(refund.amount_fen),
         gmt_refund_pay=_shanghai(refund.created_at),
     )
 
@@ -604,7 +605,7 @@ def _fund_transfer(biz: dict) -> dict:
     ):
         raise SandboxError("产品码或业务场景不支持", "40004", "INVALID_PARAMETER")
     try:
-        amount_fen = yuan_to_fen(biz.get("trans_amount"))
+        amount_fen = wire_to_fen(biz.get("trans_amount"))
     except ValueError:
         amount_fen = 0
     if amount_fen < 1:
@@ -653,7 +654,7 @@ def _fund_query(biz: dict) -> dict:
         pay_fund_order_id=transfer.order_id,
         out_biz_no=transfer.out_biz_no,
         status=transfer.status,
-        trans_amount=fen_to_yuan(transfer.amount_fen),
+        trans_amount=fen_to_wire(transfer.amount_fen),
         pay_date=_shanghai(transfer.created_at),
     )
     if transfer.status == "FAIL":

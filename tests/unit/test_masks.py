@@ -1,12 +1,4 @@
-from shop.formatting import format_fen, format_fen_plain
 from shop.pii import mask_card, mask_name, mask_phone
-
-
-def test_fen_formats_as_yuan_with_separators():
-    assert format_fen(123456) == "¥1,234.56"
-    assert format_fen(5) == "¥0.05"
-    assert format_fen(-15800) == "-¥158.00"
-    assert format_fen_plain(15800) == "158.00"
 
 
 def test_masks_keep_only_what_is_public():
