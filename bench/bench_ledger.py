@@ -70,21 +70,23 @@ sys.path.insert(0, str(ROOT))
 
 import ledger.models  # noqa: E402
 import ledger.payouts  # noqa: E402, F401
-from ledger.allocation import split_by_weight  # noqa: E402
-from ledger.audit import verify_database  # noqa: E402
-from ledger.base import utcnow  # noqa: E402
-from ledger.export import iter_export_lines  # noqa: E402
-from ledger.posting import NewTransaction, ensure_account, post_many  # noqa: E402
-from ledger.rules import create_rule  # noqa: E402
-from ledger.sales import (  # noqa: E402
+from ledger import (  # noqa: E402
     CLEARING,
     FEES,
+    NewTransaction,
     SaleLine,
     SaleRequest,
+    create_rule,
+    ensure_account,
     fee_for,
     household_account,
+    iter_export_lines,
+    post_many,
     post_sale,
     post_sales,
+    split_by_weight,
+    utcnow,
+    verify_database,
 )
 
 ENTERPRISE = "enterprise:bench"

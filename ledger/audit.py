@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from ledger.canonical import GENESIS_HASH, format_time
 from ledger.export import head, iter_export
+from ledger.kinds import SALE_KINDS
 from ledger.models import Account, Entry, Transaction
-from ledger.sales import SALE_KINDS
 from ledger.verify import verify_records
 
 MAX_PROBLEMS = 50

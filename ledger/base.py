@@ -24,6 +24,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class AppendOnly:
+    """Marks a table whose rows, once written, are never updated or deleted.
+
+    ``ledger.guard`` refuses both in every ORM session; on PostgreSQL triggers refuse
+    them in SQL too. Corrections are new rows that point at what they correct.
+    """
+
+
 def utcnow() -> datetime:
     """Timezone-aware current time in UTC; every stored timestamp is UTC."""
     return datetime.now(UTC)

@@ -1,28 +1,24 @@
-"""Append-only, enforced in the ORM: a posted transaction or entry is never changed.
+"""Append-only, enforced in the ORM: a posted row is never changed or deleted.
 
-Any session that tries to flush an UPDATE or DELETE of a ``Transaction`` or ``Entry``
-fails with :class:`AppendOnlyViolation`. PostgreSQL enforces the same with triggers
-(migration 0003), so raw SQL cannot do it either.
+Any session that tries to flush an UPDATE or DELETE of a row whose class is marked
+:class:`ledger.base.AppendOnly` (transactions, entries, sale lines) fails with
+:class:`ledger.errors.AppendOnlyViolation`. PostgreSQL enforces the same with triggers
+(migration 0003), so raw SQL cannot do it either. Importing ``ledger.models`` arms it.
 """
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from ledger.models import Entry, Transaction
-
-
-class AppendOnlyViolation(RuntimeError):
-    pass
+from ledger.base import AppendOnly
+from ledger.errors import AppendOnlyViolation
 
 
 def _refuse_changes(session: Session, flush_context, instances) -> None:
     for obj in session.deleted:
-        if isinstance(obj, Transaction | Entry):
+        if isinstance(obj, AppendOnly):
             raise AppendOnlyViolation(f"ledger rows are never deleted ({obj!r})")
     for obj in session.dirty:
-        if isinstance(obj, Transaction | Entry) and session.is_modified(
-            obj, include_collections=False
-        ):
+        if isinstance(obj, AppendOnly) and session.is_modified(obj, include_collections=False):
             raise AppendOnlyViolation(f"ledger rows are never updated ({obj!r})")
 
 

@@ -29,30 +29,13 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from ledger.accounts import HOUSEHOLD_PREFIX, ensure_account
 from ledger.allocation import split_by_weight
+from ledger.errors import LedgerError
+from ledger.kinds import CHANNEL_OF_KIND, CHANNELS, INCOME_KINDS, INCOME_REVERSAL_KIND
 from ledger.models import Account, Entry, Transaction
-from ledger.posting import LedgerError, Posted, ensure_account, find, post, reverse
+from ledger.posting import Posted, find, post, reverse
 
-# channel → transaction kind; the results board's columns are these channels.
-INCOME_KINDS = {
-    "land": "income_land",
-    "wages": "income_wages",
-    "dividend": "income_dividend",
-    "coop": "income_coop",
-}
-REVERSAL_KIND = "income_reversal"
-
-# Public channel names (as in /api/v1/households "income_fen") for each posting kind.
-CHANNEL_OF_KIND = {
-    "sale": "sales",
-    "offline_sale": "sales",
-    "income_land": "land",
-    "income_wages": "wages",
-    "income_dividend": "dividends",
-    "income_coop": "coop",
-}
-CHANNELS = ("sales", "land", "wages", "dividends", "coop")
-HOUSEHOLD_PREFIX = "household:"
 # Which ledger account kind a payer's code prefix names.
 PAYER_KINDS = {
     "enterprise": "enterprise",
@@ -131,7 +114,7 @@ def post_income(
     ``key`` with the same content returns the first posting (``created=False``).
 
     Raises :class:`LedgerError` (unknown channel, bad payer code, amount not a positive
-    integer) or :class:`ledger.posting.IdempotencyConflict` (key used with other content).
+    integer) or :class:`ledger.errors.IdempotencyConflict` (key used with other content).
     """
     if channel not in INCOME_KINDS:
         raise LedgerError(f"income channel must be one of {tuple(INCOME_KINDS)}")
@@ -156,14 +139,19 @@ def reverse_income(
     """Reverse an income posting whole (flush, no commit); idempotent by the original's key.
 
     Raises :class:`LedgerError` when no income was posted under ``original_key`` and
-    :class:`ledger.posting.Overdrawn` when the household has already been paid out more
+    :class:`ledger.errors.Overdrawn` when the household has already been paid out more
     than it is still owed (it cannot be owed less than nothing).
     """
     original = find(session, original_key)
     if original is None or original.kind not in INCOME_KINDS.values():
         raise LedgerError(f"no income posted under {original_key}")
     return reverse(
-        session, f"{REVERSAL_KIND}:{original_key}", original.id, REVERSAL_KIND, memo=memo, now=now
+        session,
+        f"{INCOME_REVERSAL_KIND}:{original_key}",
+        original.id,
+        INCOME_REVERSAL_KIND,
+        memo=memo,
+        now=now,
     )
 
 

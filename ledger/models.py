@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ledger.base import Base, UTCDateTime, utcnow
+import ledger.guard  # noqa: F401  (arms the append-only guard for every session)
+from ledger.base import AppendOnly, Base, UTCDateTime, utcnow
 
 ACCOUNT_KINDS = (
     "clearing",  # Alipay clearing: money received, not yet settled
@@ -50,7 +51,7 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class Transaction(Base):
+class Transaction(AppendOnly, Base):
     """One posting. ``id`` is its position in the chain (1, 2, 3, … with no gaps)."""
 
     __tablename__ = "ledger_transaction"
@@ -71,7 +72,7 @@ class Transaction(Base):
     )
 
 
-class Entry(Base):
+class Entry(AppendOnly, Base):
     __tablename__ = "ledger_entry"
     __table_args__ = (
         UniqueConstraint("transaction_id", "position", name="uq_ledger_entry_transaction_position"),
@@ -99,5 +100,20 @@ class LedgerHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-# Importing the models arms the append-only guard for every session.
-import ledger.guard  # noqa: E402, F401
+class SaleLineRecord(AppendOnly, Base):
+    """How one line of a posted sale was allocated: which rule, how much to households.
+
+    Written with the sale and never changed (append-only, like the transaction), so
+    totals by product and by rule come from the ledger itself.
+    """
+
+    __tablename__ = "ledger_sale_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transaction.id"), index=True)
+    product_id: Mapped[int] = mapped_column(index=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_benefit_rule.id"), index=True)
+    quantity: Mapped[int]
+    line_total_fen: Mapped[int]
+    share_fen: Mapped[int]
+    remainder_account: Mapped[str] = mapped_column(String(64))

@@ -22,13 +22,12 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, String, false, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ledger.accounts import IN_FLIGHT, PAID_OUT, ensure_account, household_account
 from ledger.base import Base, UTCDateTime, utcnow
+from ledger.errors import LedgerError
 from ledger.models import Account
-from ledger.posting import LedgerError, ensure_account, find, post, reverse
-from ledger.sales import household_account
+from ledger.posting import find, post, reverse
 
-IN_FLIGHT = "payout:in-flight"
-PAID_OUT = "bank:paid-out"
 PAYOUT_STATUSES = ("in_flight", "paid", "failed")
 
 
@@ -117,7 +116,7 @@ def start_payout(
 ) -> PayoutRef:
     """Record a payout in flight and post it (flush, no commit; the caller commits
     before calling the bank). Raises :class:`PayoutBusy`, :class:`LedgerError`,
-    :class:`ledger.posting.Overdrawn` when the household is owed less."""
+    :class:`ledger.errors.Overdrawn` when the household is owed less."""
     ensure_account(session, IN_FLIGHT, "payout", "在途打款")
     payout = Payout(
         out_biz_no=out_biz_no,

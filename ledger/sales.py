@@ -23,47 +23,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from ledger import posting
+from ledger.accounts import (
+    CLEARING,
+    FEES,
+    HOUSEHOLD_PREFIX,
+    account_refs,
+    ensure_accounts,
+    household_account,
+)
 from ledger.allocation import split_by_weight
-from ledger.base import Base
-from ledger.models import Account, Transaction
-from ledger.posting import LedgerError, Posted, _lock_head, ensure_accounts, find, post
+from ledger.append import NewTransaction
+from ledger.chain import lock_head, lock_head_and_find
+from ledger.errors import LedgerError
+from ledger.kinds import SALE_KINDS
+from ledger.models import Account, SaleLineRecord, Transaction
+from ledger.posting import Posted, find, post, post_many
 from ledger.rules import LineAllocation, RuleBook, allocate_line
 
 _ACCOUNT = Account.__table__
-
-CLEARING = "alipay:clearing"
-FEES = "fees:alipay"
-HOUSEHOLD_PREFIX = "household:"
-# Online orders are "sale"; sales at the exhibition hall, events and live streams are
-# "offline_sale" (their money arrives in a cash/bank account instead of Alipay clearing).
-SALE_KINDS = posting.SALE_KINDS
-
-
-class SaleLineRecord(Base):
-    """How one line of a posted sale was allocated: which rule, how much to households.
-
-    Written with the sale and never changed (append-only, like the transaction), so
-    totals by product and by rule come from the ledger itself.
-    """
-
-    __tablename__ = "ledger_sale_line"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transaction.id"), index=True)
-    product_id: Mapped[int] = mapped_column(index=True)
-    rule_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_benefit_rule.id"), index=True)
-    quantity: Mapped[int]
-    line_total_fen: Mapped[int]
-    share_fen: Mapped[int]
-    remainder_account: Mapped[str] = mapped_column(String(64))
-
-
-def household_account(code: str) -> str:
-    return HOUSEHOLD_PREFIX + code
 
 
 @dataclass(frozen=True)
@@ -186,11 +166,11 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
     wanted = _accounts_wanted(requests, book)
     # The accounts that took the money (a till, a bank) must exist already.
     to_read = set(wanted) | {request.debit_account for request in requests}
-    refs = posting.account_refs(session, to_read)
+    refs = account_refs(session, to_read)
     for code, ref in refs.items():
         if code in wanted and ref.kind != wanted[code][0]:
             raise LedgerError(f"account {code} is a {ref.kind} account, not {wanted[code][0]}")
-    locked_head, existing = posting.lock_head_and_find(session, keys)
+    locked_head, existing = lock_head_and_find(session, keys)
     fresh = [request for request in requests if request.key not in existing]
 
     results: dict[str, SaleResult] = {}
@@ -201,7 +181,7 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
     if fresh:
         allocations = _allocate(session, fresh, book)
         items = [
-            posting.NewTransaction(
+            NewTransaction(
                 request.key,
                 request.kind,
                 _sale_entries(request, line_allocations),
@@ -221,7 +201,7 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
             # Only the accounts these sales credit, created under the lock, so two first
             # sales to a new household cannot race.
             ensure_accounts(session, missing)
-            refs = posting.account_refs(session, to_read)
+            refs = account_refs(session, to_read)
         line_rows = [
             {
                 "key": request.key,
@@ -235,7 +215,7 @@ def post_sales(session: Session, requests: Sequence[SaleRequest]) -> list[SaleRe
             for request, line_allocations in zip(fresh, allocations, strict=True)
             for line, allocation in zip(request.lines, line_allocations, strict=True)
         ]
-        posted_list = posting.post_many(
+        posted_list = post_many(
             session, items, locked_head=locked_head, accounts=refs, sale_lines=line_rows
         )
         for request, line_allocations, posted in zip(fresh, allocations, posted_list, strict=True):
@@ -378,7 +358,7 @@ def post_refund(
         raise LedgerError(f"no sale posted under {sale_key}")
     if not isinstance(refund_fen, int) or refund_fen <= 0:
         raise LedgerError("refund_fen must be a positive integer")
-    _lock_head(session)
+    lock_head(session)
 
     sale_credits = {e.account.code: -e.amount_fen for e in sale.entries if e.amount_fen < 0}
     # The account the buyer's money went into (Alipay clearing, or the hall's till).

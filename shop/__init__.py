@@ -4,15 +4,47 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request, session
+from flask import (
+    Flask,
+    current_app,
+    has_request_context,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
+import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
+from shop import formatting
+from shop.admin.routes import bp as admin_bp
+from shop.api.routes import bp as api_bp
+from shop.auth.models import User
+from shop.auth.routes import bp as auth_bp
+from shop.benefits.services import post_order_sale, post_refund_reversal
+from shop.boards.online import online_purchase
+from shop.boards.projection import register_source, start_following
+from shop.boards.routes import bp as boards_bp
+from shop.cart.routes import bp as cart_bp
+from shop.catalog.routes import bp as catalog_bp
+from shop.checkout.routes import bp as checkout_bp
+from shop.cli import register_cli
 from shop.config import PROJECT_ROOT, Config, TestingConfig
-from shop.db import MAX_ROW_ID
+from shop.console.routes import bp as console_bp
+from shop.db import MAX_ROW_ID, render_migration_type
+from shop.errors import error_response
 from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
+from shop.media.routes import bp as media_bp
+from shop.offline.board_sources import register as register_offline_board_sources
+from shop.offline.routes import bp as offline_bp
+from shop.orders.routes import bp as orders_bp
+from shop.orders.services import register_paid_hook
+from shop.payments.refunds import register_refund_hook
+from shop.payments.routes import bp as payments_bp
 from shop.pii import EXTENSION_KEY, PiiCipher
 
 
@@ -49,19 +81,27 @@ def create_app(config: Config | dict | None = None) -> Flask:
     _register_errors(app)
     _register_template_helpers(app)
 
-    from shop.benefits.services import register as register_ledger_hooks
-    from shop.boards.services import register as register_board_hooks
-    from shop.cli import register_cli
-
-    # Sales and refunds post to the ledger inside the transaction that changes the order;
-    # the public boards fold each posting in that same transaction, after the ledger.
-    register_ledger_hooks(app)
-    register_board_hooks(app)
-
+    _wire_money_flow(app)
     register_cli(app)
     _warn_when_reached_elsewhere(app)
     logging.getLogger("shop").setLevel(logging.INFO)
     return app
+
+
+def _wire_money_flow(app: Flask) -> None:
+    """Connect the packages that hand money on, here and nowhere else, so none of them
+    imports the one that reacts to it.
+
+    Sales and refunds post to the ledger inside the transaction that changes the order
+    (paid and refund hooks); the public boards fold every posting in the transaction
+    that posted it, just before its commit, reading sales and income through the
+    sources each package registers.
+    """
+    register_paid_hook(app, post_order_sale)
+    register_refund_hook(app, post_refund_reversal)
+    start_following()
+    register_source(app, "sale", purchase=online_purchase)
+    register_offline_board_sources(app)
 
 
 def _warn_when_reached_elsewhere(app: Flask) -> None:
@@ -77,8 +117,6 @@ def _warn_when_reached_elsewhere(app: Flask) -> None:
         if checked:
             return
         checked.append(True)
-        from flask import request
-
         here = request.host_url.rstrip("/")
         if here != app.config["PUBLIC_BASE_URL"]:
             app.logger.warning(
@@ -99,8 +137,6 @@ class RowIdConverter(IntegerConverter):
 
 
 def _select_locale() -> str:
-    from flask import current_app, has_request_context
-
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():  # CLI, background jobs: the default language
         return current_app.config["BABEL_DEFAULT_LOCALE"]
@@ -111,9 +147,6 @@ def _select_locale() -> str:
 
 
 def _init_extensions(app: Flask) -> None:
-    import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
-    from shop.db import render_migration_type
-
     db.init_app(app)
     migrate.init_app(
         app,
@@ -136,28 +169,12 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
 
-    from shop.auth.models import User
-
     @login_manager.user_loader
     def load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
 
 def _register_blueprints(app: Flask) -> None:
-    import shop.admin.ledger_routes  # noqa: F401  (adds the money pages to the admin blueprint)
-    from shop.admin.routes import bp as admin_bp
-    from shop.api.routes import bp as api_bp
-    from shop.auth.routes import bp as auth_bp
-    from shop.boards.routes import bp as boards_bp
-    from shop.cart.routes import bp as cart_bp
-    from shop.catalog.routes import bp as catalog_bp
-    from shop.checkout.routes import bp as checkout_bp
-    from shop.console.routes import bp as console_bp
-    from shop.media.routes import bp as media_bp
-    from shop.offline.routes import bp as offline_bp
-    from shop.orders.routes import bp as orders_bp
-    from shop.payments.routes import bp as payments_bp
-
     app.register_blueprint(catalog_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(media_bp)
@@ -188,19 +205,15 @@ def _wants_json() -> bool:
 def _register_errors(app: Flask) -> None:
     def render_error(status: int, code: str, message: str):
         if _wants_json():
-            return jsonify({"error": {"code": code, "message": message}}), status
+            return error_response(status, code, message)
         return render_template("errors/error.html", status=status, message=message), status
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        from flask_babel import gettext as _
-
         return render_error(400, "csrf", _("页面已过期，请刷新后重试。"))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        from flask_babel import gettext as _
-
         messages = {
             400: _("请求有误。"),
             403: _("您没有权限访问此页面。"),
@@ -214,16 +227,12 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        from flask_babel import gettext as _
-
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
         return render_error(500, "internal_error", _("服务器出错了，请稍后再试。"))
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from shop import formatting
-
     formatting.register(app)
 
     @app.context_processor

@@ -4,7 +4,14 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from ledger import verify_database
 from shop.auth.services import AccountError, create_user
+from shop.boards.projection import follow_ledger, rebuild
+from shop.demo import DEMO_LOGINS, seed_demo
+from shop.extensions import db
+from shop.payments.refunds import retry_pending_refunds
+from shop.payments.services import reconcile
+from shop.payouts.services import run_payouts
 
 users_cli = AppGroup("users", help="Manage staff and admin accounts.")
 demo_cli = AppGroup("demo", help="The demo programme (双井村).")
@@ -32,8 +39,6 @@ def users_create(username: str, role: str, display_name: str, password: str) -> 
 @click.option("--if-empty", is_flag=True, help="Do nothing when the shop already has data.")
 def demo_seed(if_empty: bool) -> None:
     """Create the demo village, enterprise, 244 households, products and logins (idempotent)."""
-    from shop.demo import DEMO_LOGINS, seed_demo
-
     report = seed_demo(only_if_empty=if_empty)
     click.echo(report.summary())
     for username, password, role in DEMO_LOGINS:
@@ -46,9 +51,6 @@ def demo_seed(if_empty: bool) -> None:
 )
 def payments_reconcile(older_than: int) -> None:
     """Ask Alipay about pending orders and refunds and apply the answers (run every few minutes)."""
-    from shop.orders.refunds import retry_pending_refunds
-    from shop.payments.services import reconcile
-
     counts = reconcile(older_than_minutes=older_than)
     click.echo(
         "orders: checked {checked}, paid {paid}, cancelled {cancelled}, errors {errors}".format(
@@ -62,9 +64,6 @@ def payments_reconcile(older_than: int) -> None:
 @ledger_cli.command("verify")
 def ledger_verify() -> None:
     """Recompute every hash, zero sum and balance; exit 1 naming any mismatch."""
-    from ledger.audit import verify_database
-    from shop.extensions import db
-
     result = verify_database(db.session)
     if result.ok:
         click.echo(f"OK {result.count} transactions, head {result.head_hash}")
@@ -84,8 +83,6 @@ def ledger_verify() -> None:
 def payouts_run(threshold_fen: int | None) -> None:
     """Finish payouts in flight, then pay every household owed at least the threshold.
     Exit status 1 when a transfer failed or is still unconfirmed (for cron to notice)."""
-    from shop.payouts.services import run_payouts
-
     report = run_payouts(threshold_fen)
     click.echo(report.summary())
     if not report.finished:
@@ -95,9 +92,6 @@ def payouts_run(threshold_fen: int | None) -> None:
 @boards_cli.command("follow")
 def boards_follow() -> None:
     """Fold ledger postings not yet on the boards (after an upgrade; a no-op otherwise)."""
-    from shop.boards.services import follow_ledger
-    from shop.extensions import db
-
     folded = follow_ledger()
     db.session.commit()
     click.echo(f"boards: folded {folded} ledger transactions")
@@ -106,9 +100,6 @@ def boards_follow() -> None:
 @boards_cli.command("rebuild")
 def boards_rebuild() -> None:
     """Empty the boards' aggregates and fold the whole ledger again."""
-    from shop.boards.services import rebuild
-    from shop.extensions import db
-
     folded = rebuild()
     db.session.commit()
     click.echo(f"boards: rebuilt from {folded} ledger transactions")

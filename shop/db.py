@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
-from ledger.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
+from ledger import NAMING_CONVENTION, Base, UTCDateTime, utcnow
 
 __all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "transaction", "utcnow"]
 

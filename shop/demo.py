@@ -5,6 +5,8 @@ and belong to nobody. Seeding is idempotent: each object is looked up by its nat
 key (code, slug, username) and only missing ones are created.
 """
 
+import csv
+import hashlib
 import io
 import math
 import random
@@ -16,7 +18,9 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from shop.auth.models import User
+from shop.benefits.services import set_product_rule
 from shop.catalog.models import Category, Product
+from shop.console.services import add_product_photo
 from shop.db import utcnow
 from shop.extensions import db
 from shop.households.models import Enterprise, Household, Village
@@ -279,8 +283,6 @@ def seed_demo(only_if_empty: bool = False) -> SeedReport:
 def attach_demo_rule(product: Product) -> None:
     """The programme's links: wine and produce come from the park, so their share is
     split by transferred land; the rest is matched one unit to one household."""
-    from shop.benefits.services import set_product_rule
-
     households = list(
         db.session.scalars(
             select(Household).where(Household.active.is_(True)).order_by(Household.code)
@@ -309,8 +311,6 @@ def attach_demo_rule(product: Product) -> None:
 
 def attach_demo_photos(product: Product, colour, shape) -> None:
     """Give a demo product two generated photos through the real upload pipeline."""
-    from shop.console.services import add_product_photo
-
     for variant in (0, 1):
         add_product_photo(product.id, product_photo_bytes(colour, shape, variant))
 
@@ -336,8 +336,6 @@ def _split_units(total: int, parts: int, rng: random.Random) -> list[int]:
 
 
 def _demo_csv(header: list[str], rows: list[list[str]]) -> bytes:
-    import csv
-
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows([header, *rows])
     return buffer.getvalue().encode("utf-8")
@@ -345,8 +343,6 @@ def _demo_csv(header: list[str], rows: list[list[str]]) -> bytes:
 
 def _post_demo_batch(purpose: str, data: bytes, name: str, **defaults) -> int:
     """Preview and confirm a batch through the real importer, once per content."""
-    import hashlib
-
     from shop.offline import importer
     from shop.offline.models import ImportBatch
 

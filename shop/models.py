@@ -1,9 +1,15 @@
 """Imports every model module so the metadata is complete (Alembic, tests)."""
 
-from ledger.models import Account, Entry, LedgerHead, Transaction
-from ledger.payouts import Payout
-from ledger.rules import BenefitRule, RuleHousehold
-from ledger.sales import SaleLineRecord
+from ledger import (
+    Account,
+    BenefitRule,
+    Entry,
+    LedgerHead,
+    Payout,
+    RuleHousehold,
+    SaleLineRecord,
+    Transaction,
+)
 from shop.auth.models import User
 from shop.boards.models import (
     BoardFeed,

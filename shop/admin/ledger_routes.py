@@ -8,6 +8,7 @@ from shop.admin.routes import bp
 from shop.auth.decorators import role_required
 from shop.benefits import admin as benefits_admin
 from shop.console.forms import ActionForm
+from shop.errors import show_on_form
 from shop.payouts.services import run_payouts
 
 
@@ -36,7 +37,7 @@ def new_rule():
                 note=form.note.data or "",
             )
         except benefits_admin.RuleInputError as error:
-            getattr(form, error.field).errors.append(error.message)
+            show_on_form(form, error)
         else:
             flash(
                 _(

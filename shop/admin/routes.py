@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 
 from shop.admin.forms import HouseholdForm, HouseholdImportForm
 from shop.auth.decorators import role_required
+from shop.errors import show_on_form
 from shop.extensions import db
 from shop.households import importer, services
 from shop.households.models import Household
@@ -77,15 +78,6 @@ def _input_from(form: HouseholdForm) -> services.HouseholdInput:
     )
 
 
-def _show_error(form: HouseholdForm, error: services.HouseholdError) -> None:
-    for problem in error.errors:
-        target = getattr(form, problem.field, None) if problem.field else None
-        if target is not None:
-            target.errors = [*target.errors, problem.message]
-        else:
-            flash(problem.message, "error")
-
-
 def _private(response):
     # The edit page shows decrypted PII: keep it out of shared and browser caches.
     response.headers["Cache-Control"] = "no-store"
@@ -100,7 +92,7 @@ def new_household():
         try:
             household = services.create_household(_input_from(form))
         except services.HouseholdError as error:
-            _show_error(form, error)
+            show_on_form(form, error)
         else:
             flash(_("已登记农户 %(code)s。", code=household.code), "success")
             return redirect(url_for("admin.households", q=household.code))
@@ -122,7 +114,7 @@ def edit_household(household_id: int):
         try:
             services.update_household(household.id, _input_from(form))
         except services.HouseholdError as error:
-            _show_error(form, error)
+            show_on_form(form, error)
         else:
             flash(_("已保存农户 %(code)s。", code=household.code), "success")
             return redirect(url_for("admin.households", q=household.code))

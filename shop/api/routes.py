@@ -1,8 +1,11 @@
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
-from ledger import export as ledger_export
+from ledger import head, iter_export_lines
 from shop.api import services
 from shop.api.openapi import openapi_document
+from shop.boards import reads as boards
+from shop.catalog.services import published_products
+from shop.errors import error_response, user_error_response
 from shop.extensions import csrf, db, limiter
 from shop.orders.services import OrderError, order_by_token, place_order
 from shop.payments.services import payment_url
@@ -12,15 +15,10 @@ bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
 
-def error(status: int, code: str, message: str, **extra):
-    body = {"error": {"code": code, "message": message, **extra}}
-    return jsonify(body), status
-
-
 @bp.route("/products")
 def products():
     return jsonify(
-        {"products": [services.product_json(p, url_for) for p in services.published_products()]}
+        {"products": [services.product_json(p, url_for) for p in published_products()]}
     )
 
 
@@ -37,9 +35,7 @@ def create_order():
             expiry_minutes=current_app.config["ORDER_EXPIRY_MINUTES"],
         )
     except OrderError as exc:
-        extra = {"field": exc.field} if exc.field else {}
-        extra.update(exc.details)
-        return error(exc.status, exc.code, exc.message, **extra)
+        return user_error_response(exc)
     return jsonify(
         {
             "order_no": order.order_no,
@@ -56,7 +52,7 @@ def create_order():
 def get_order(token: str):
     order = order_by_token(token)
     if order is None:
-        return error(404, "not_found", "order not found")
+        return error_response(404, "not_found", "order not found")
     return jsonify(services.order_json(order))
 
 
@@ -64,15 +60,13 @@ def get_order(token: str):
 def board():
     """The love board. Polled by the board page: the ETag names the last ledger posting
     on the boards and the day, so an unchanged board answers 304 from two tiny reads."""
-    from shop.boards import services as boards
-
     period = request.args.get("period", "all", type=str)
     if period not in boards.PERIODS:
-        return error(422, "invalid_period", "period must be one of: today, month, all")
+        return error_response(422, "invalid_period", "period must be one of: today, month, all")
     raw_limit = request.args.get("limit", "10")
     limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else None
     if limit is None or not 1 <= limit <= 100:
-        return error(422, "invalid_limit", "limit must be an integer from 1 to 100")
+        return error_response(422, "invalid_limit", "limit must be an integer from 1 to 100")
     etag = f"board-{boards.board_version()}-{boards.today_label()}-{period}-{limit}"
     if request.if_none_match.contains(etag):
         response = current_app.response_class(status=304)
@@ -85,22 +79,20 @@ def board():
 
 @bp.route("/households")
 def households():
-    from shop.boards import services as boards
-
     # No ETag: a household edited in the admin changes this without a ledger posting.
     return jsonify(boards.households_json())
 
 
 @bp.route("/ledger/head")
 def ledger_head():
-    count, head_hash = ledger_export.head(db.session)
+    count, head_hash = head(db.session)
     return jsonify({"count": count, "hash": head_hash})
 
 
 @bp.route("/ledger/export.jsonl")
 def ledger_export_jsonl():
     # Streamed in batches: the chain can be long, memory stays flat.
-    lines = stream_with_context(ledger_export.iter_export_lines(db.session))
+    lines = stream_with_context(iter_export_lines(db.session))
     response = Response(lines, mimetype="application/x-ndjson")
     response.headers["Content-Type"] = "application/x-ndjson; charset=utf-8"
     response.headers["Content-Disposition"] = 'inline; filename="lianxin-ledger.jsonl"'

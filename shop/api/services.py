@@ -1,11 +1,9 @@
 """Shapes the JSON API's answers and reads its requests (the contract is in design.md)."""
 
 from flask_babel import gettext as _
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from shop.catalog.models import Product
-from shop.extensions import db
+from shop.orders.ledger_view import order_ledger_view
 from shop.orders.models import Order
 from shop.orders.services import BuyerDetails, OrderError, RequestedLine, parse_quantity
 
@@ -25,16 +23,6 @@ def product_json(product: Product, url_for) -> dict:
         else None,
         "url": url_for("catalog.product", slug=product.slug, _external=True),
     }
-
-
-def published_products() -> list[Product]:
-    stmt = (
-        select(Product)
-        .where(Product.status == "published")
-        .options(selectinload(Product.photos))
-        .order_by(Product.id)
-    )
-    return list(db.session.scalars(stmt))
 
 
 def _text(mapping: dict, key: str, where: str) -> str:
@@ -92,8 +80,6 @@ def order_json(order: Order) -> dict:
     ``allocations`` are the households the sale's posting credited (masked names and
     codes, fen); ``ledger`` names that transaction in the public hash chain.
     """
-    from shop.benefits.services import order_ledger_view
-
     view = order_ledger_view(order)
     return {
         "order_no": order.order_no,

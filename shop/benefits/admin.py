@@ -5,8 +5,19 @@ from dataclasses import dataclass
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from ledger import payouts as ledger_payouts
-from ledger import rules
+from ledger import (
+    BenefitRule,
+    Payout,
+    RuleError,
+    account_statement,
+    head,
+    household_account,
+    latest_rule,
+    totals_by_kind,
+    totals_by_product,
+    totals_by_rule,
+    trial_balance,
+)
 from shop.benefits.services import set_product_rule
 from shop.catalog.models import Product
 from shop.errors import UserError
@@ -30,15 +41,15 @@ class RuleInputError(UserError):
 @dataclass
 class RuleRow:
     product: Product | None
-    rule: rules.BenefitRule | None
+    rule: BenefitRule | None
 
 
 def rule_overview() -> list[RuleRow]:
     products = db.session.scalars(
         select(Product).where(Product.status != "archived").order_by(Product.id)
     )
-    rows = [RuleRow(None, rules.latest_rule(db.session, None))]
-    rows += [RuleRow(p, rules.latest_rule(db.session, p.id)) for p in products]
+    rows = [RuleRow(None, latest_rule(db.session, None))]
+    rows += [RuleRow(p, latest_rule(db.session, p.id)) for p in products]
     return rows
 
 
@@ -71,7 +82,7 @@ def new_rule_version(
     weight_basis: str,
     household_group: str,
     note: str,
-) -> rules.BenefitRule:
+) -> BenefitRule:
     """Validate the admin's input and add the next rule version (commits)."""
     fen, basis_points = _parse_share(share_kind, share_amount)
     if product_id is not None:
@@ -104,13 +115,13 @@ def new_rule_version(
             share_basis_points=basis_points,
             note=note,
         )
-    except rules.RuleError as error:
+    except RuleError as error:
         raise RuleInputError(str(error), "share_amount") from None
 
 
 @dataclass
 class PayoutOverview:
-    recent: list[ledger_payouts.Payout]
+    recent: list[Payout]
     names: dict[str, str]
     in_flight_fen: int
     paid_fen: int
@@ -118,7 +129,6 @@ class PayoutOverview:
 
 
 def payout_overview(limit: int = 100) -> PayoutOverview:
-    Payout = ledger_payouts.Payout
     recent = list(db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(limit)))
     codes = {p.household_code for p in recent}
     names = dict(
@@ -140,46 +150,41 @@ def payout_overview(limit: int = 100) -> PayoutOverview:
 
 def ledger_overview() -> dict:
     """Trial balance, chain head and totals by product and by rule, for the admin."""
-    from ledger import sales, statements
-    from ledger.export import head
 
-    rows = statements.trial_balance(db.session)
+    rows = trial_balance(db.session)
     products = {p.id: p.name for p in db.session.scalars(select(Product))}
     rule_labels = {
         r.id: (
             products.get(r.product_id, _("默认规则")) if r.product_id else _("默认规则"),
             r.version,
         )
-        for r in db.session.scalars(select(rules.BenefitRule))
+        for r in db.session.scalars(select(BenefitRule))
     }
     count, head_hash = head(db.session)
     return {
         "rows": rows,
-        "by_kind": statements.totals_by_kind(rows),
+        "by_kind": totals_by_kind(rows),
         "total_fen": sum(r.balance_fen for r in rows),
         "count": count,
         "head_hash": head_hash,
         "by_product": [
             (products.get(pid, f"#{pid}"), units, sold, share)
-            for pid, units, sold, share in sales.totals_by_product(db.session)
+            for pid, units, sold, share in totals_by_product(db.session)
         ],
         "by_rule": [
             (rule_labels.get(rid, (_("无规则"), None)), units, sold, share)
-            for rid, units, sold, share in sales.totals_by_rule(db.session)
+            for rid, units, sold, share in totals_by_rule(db.session)
         ],
     }
 
 
 def household_statement(household_id: int) -> dict | None:
     """The admin's full statement of one household's account (names decrypted)."""
-    from ledger import statements
-    from ledger.sales import household_account
 
     household = db.session.get(Household, household_id)
     if household is None:
         return None
-    statement = statements.account_statement(db.session, household_account(household.code))
-    Payout = ledger_payouts.Payout
+    statement = account_statement(db.session, household_account(household.code))
     payouts = list(
         db.session.scalars(
             select(Payout).where(Payout.household_code == household.code).order_by(Payout.id)

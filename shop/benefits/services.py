@@ -2,29 +2,33 @@
 
 The ledger works with plain values (product ids, household codes, fen); this module
 turns orders, products and households into those values. The posting functions run
-as hooks inside the transaction that marks an order paid or a refund succeeded, so
-the order and its ledger transaction commit together or not at all.
+as hooks inside the transaction that marks an order paid or a refund succeeded
+(``create_app`` registers them), so the order and its ledger transaction commit
+together or not at all.
 """
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import select
 
-from ledger import rules, sales
-from ledger.models import Transaction
-from ledger.posting import find
+from ledger import (
+    BenefitRule,
+    SaleLine,
+    SaleResult,
+    create_rule,
+    latest_rule,
+    post_refund,
+    post_sale,
+)
 from shop.catalog.models import Product
+from shop.db import transaction
 from shop.extensions import db
 from shop.households.models import Household
+from shop.orders.ledger_view import sale_key
 from shop.orders.models import Order, Refund
 
 PROGRAMME_COLLECTIVE = "collective:programme"
-
-
-def sale_key(order: Order) -> str:
-    return f"sale:{order.trade_no}"
 
 
 def refund_key(refund: Refund) -> str:
@@ -37,10 +41,10 @@ def remainder_account(product_id: int) -> str:
     return f"enterprise:{enterprise_id}" if enterprise_id else PROGRAMME_COLLECTIVE
 
 
-def post_order_sale(order: Order) -> sales.SaleResult:
+def post_order_sale(order: Order) -> SaleResult:
     """Paid hook: post the order's sale to the ledger (same transaction, no commit)."""
     lines = [
-        sales.SaleLine(
+        SaleLine(
             product_id=line.product_id,
             unit_price_fen=line.unit_price_fen,
             quantity=line.quantity,
@@ -48,9 +52,9 @@ def post_order_sale(order: Order) -> sales.SaleResult:
         )
         for line in order.lines
     ]
-    return sales.post_sale(
+    return post_sale(
         db.session,
-        sale_key(order),
+        sale_key(order.trade_no),
         lines,
         paid_at=order.paid_at,
         fee_basis_points=current_app.config["ALIPAY_FEE_BASIS_POINTS"],
@@ -61,59 +65,13 @@ def post_order_sale(order: Order) -> sales.SaleResult:
 def post_refund_reversal(refund: Refund) -> None:
     """Refund hook: reverse the refunded part of the sale (same transaction, no commit)."""
     order = refund.order
-    sales.post_refund(
+    post_refund(
         db.session,
         refund_key(refund),
-        sale_key(order),
+        sale_key(order.trade_no),
         refund.amount_fen,
         memo=f"订单 {order.order_no} 退款 {refund.out_request_no}",
     )
-
-
-def register(app) -> None:
-    from shop.orders.refunds import register_refund_hook
-    from shop.orders.services import register_paid_hook
-
-    register_paid_hook(app, post_order_sale)
-    register_refund_hook(app, post_refund_reversal)
-
-
-@dataclass(frozen=True)
-class OrderLedgerView:
-    """What a buyer and the public may see of an order's posting: masked names only."""
-
-    transaction_id: int
-    hash: str
-    allocations: list[dict]  # {"household": masked name, "code": …, "amount_fen": …}
-    refunded_back_fen: int
-
-
-def order_ledger_view(order: Order) -> OrderLedgerView | None:
-    if not order.trade_no:
-        return None
-    sale = find(db.session, sale_key(order))
-    if sale is None:
-        return None
-    parts = sales.sale_allocations(db.session, sale)
-    names = dict(
-        db.session.execute(
-            select(Household.code, Household.name_masked).where(Household.code.in_(list(parts)))
-        ).all()
-    )
-    reversed_fen = 0
-    for reversal in db.session.scalars(
-        select(Transaction).where(Transaction.reverses_id == sale.id)
-    ):
-        reversed_fen += sum(
-            e.amount_fen
-            for e in reversal.entries
-            if e.account.code.startswith(sales.HOUSEHOLD_PREFIX)
-        )
-    allocations = [
-        {"household": names.get(code, code), "code": code, "amount_fen": fen}
-        for code, fen in sorted(parts.items())
-    ]
-    return OrderLedgerView(sale.id, sale.hash, allocations, reversed_fen)
 
 
 WEIGHT_BASES = {
@@ -137,7 +95,7 @@ def set_product_rule(
     share_fen_per_unit: int | None = None,
     share_basis_points: int | None = None,
     note: str = "",
-) -> rules.BenefitRule:
+) -> BenefitRule:
     """Add the next rule version for a product (None: the programme default); commit.
 
     Exactly one of ``share_fen_per_unit`` / ``share_basis_points`` is given. A fixed
@@ -145,8 +103,8 @@ def set_product_rule(
     Raises :class:`ledger.rules.RuleError`.
     """
     weights = household_weights(households, "equal" if split == "matched" else weight_basis)
-    try:
-        rule = rules.create_rule(
+    with transaction(db.session):
+        rule = create_rule(
             db.session,
             product_id,
             "fixed" if share_fen_per_unit is not None else "percent",
@@ -160,10 +118,6 @@ def set_product_rule(
         if product_id is not None:
             product = db.session.get(Product, product_id)
             product.beneficiary_fen_per_unit = rule.share_for(product.price_fen, 1)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return rule
 
 
@@ -171,12 +125,12 @@ def change_share_per_unit(product: Product, share_fen_per_unit: int) -> None:
     """The console changed a product's "每瓶 ¥20 直达农户" amount: if the product has its
     own rule, add a new version with the same households and split and this fixed share
     (no commit — the console's product update commits it with the product)."""
-    current = rules.latest_rule(db.session, product.id)
+    current = latest_rule(db.session, product.id)
     if current is None:
         return
     if current.share_kind == "fixed" and current.share_fen_per_unit == share_fen_per_unit:
         return
-    rules.create_rule(
+    create_rule(
         db.session,
         product.id,
         "fixed",

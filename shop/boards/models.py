@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ledger.income import CHANNELS  # noqa: F401  (the results board columns, re-exported)
+from ledger import CHANNELS  # noqa: F401  (the results board columns, re-exported)
 from shop.db import UTCDateTime
 from shop.extensions import db
 

@@ -1,4 +1,4 @@
-"""QR codes (segno) for product pages and order trace pages.
+"""QR codes (segno) for product pages, order trace pages and printed labels.
 
 Codes carry absolute URLs under ``PUBLIC_BASE_URL`` so a printed label works from any
 phone. Error correction level M survives a scuffed bottle label.
@@ -7,6 +7,7 @@ phone. Error correction level M survives a scuffed bottle label.
 import io
 
 import segno
+from flask import Response
 
 
 def qr_svg(url: str, scale: int = 4, inline: bool = False) -> str:
@@ -28,3 +29,11 @@ def qr_svg(url: str, scale: int = 4, inline: bool = False) -> str:
         title=url,
     )
     return buffer.getvalue().decode("utf-8")
+
+
+def svg_response(svg: str) -> Response:
+    """A QR code as an image response, cached for a day (a URL's code never changes)."""
+    response = Response(svg, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response

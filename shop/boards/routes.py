@@ -1,8 +1,8 @@
 """The public face: love board (爱心榜), results board (扶贫成果), household and order
-trace pages, QR codes, open data downloads, and the console's QR label sheet.
+trace pages, the trace page's QR code, and the open data downloads.
 
-Nothing here needs a login except the label sheet; nothing here shows a buyer's phone,
-address or full name, or a household's full name, ID number or bank card.
+Nothing here needs a login; nothing here shows a buyer's phone, address or full name,
+or a household's full name, ID number or bank card.
 """
 
 import csv
@@ -21,18 +21,18 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from shop.auth.decorators import role_required
-from shop.boards import services
+from ledger import CHANNELS, head
+from shop.boards import open_data as open_data_rows
+from shop.boards import reads
 from shop.boards.charts import COLOURS, stacked_chart
-from shop.boards.qr import qr_svg
-from shop.catalog.services import published_product
+from shop.boards.qr import qr_svg, svg_response
+from shop.boards.trace import public_buyer, trace_of
 from shop.db import MAX_ROW_ID
 from shop.extensions import db
+from shop.urls import public_url
 
 bp = Blueprint("boards", __name__)
 LEDGER_DIR = Path(__file__).resolve().parent.parent.parent / "ledger"
-
-LABEL_COPIES_MAX = 60
 
 
 def _channel_labels() -> dict[str, str]:
@@ -68,7 +68,7 @@ def _posting_kinds() -> dict[str, str]:
 
 @bp.route("/board")
 def love_board():
-    board = services.love_board()
+    board = reads.love_board()
     if request.args.get("live") == "1":  # the part the page swaps in when the board moved
         return render_template("boards/_love_live.html", board=board)
     poll_ms = request.args.get("poll", POLL_MS_DEFAULT, type=int) or POLL_MS_DEFAULT
@@ -83,15 +83,15 @@ def love_board():
 @bp.route("/results")
 def results_board():
     query = request.args.get("q", "", type=str)[:20].strip()
-    exact = services.find_household_code(query)
+    exact = reads.find_household_code(query)
     if exact:
         return redirect(url_for("boards.household", code=exact))
-    months = services.monthly_income()
+    months = reads.monthly_income()
     return render_template(
         "boards/results.html",
-        rows=services.household_rows(query),
+        rows=reads.household_rows(query),
         query=query,
-        totals=services.programme_totals(),
+        totals=reads.programme_totals(),
         chart=stacked_chart(months),
         months=months,
         colours=COLOURS,
@@ -104,9 +104,9 @@ def household(code: str):
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_ROW_ID:
         before = None  # not a transaction id: the newest page
-    page = services.household_page(code[:16], statement_before=before)
+    page = reads.household_page(code[:16], statement_before=before)
     if page is None:
-        exact = services.find_household_code(code[:16])  # sj-001 → SJ-001
+        exact = reads.find_household_code(code[:16])  # sj-001 → SJ-001
         if exact and exact != code:
             return redirect(url_for("boards.household", code=exact), code=301)
         abort(404)
@@ -122,11 +122,11 @@ def household(code: str):
 
 @bp.route("/trace/<token>")
 def trace(token: str):
-    found = services.trace(token)
+    found = trace_of(token)
     if found is None:
         abort(404)
-    buyer, organization = services.public_buyer(found.order)
-    url = services.public_base_url() + url_for("boards.trace", token=token)
+    buyer, organization = public_buyer(found.order)
+    url = public_url("boards.trace", token=token)
     return render_template(
         "boards/trace.html",
         trace=found,
@@ -137,25 +137,11 @@ def trace(token: str):
     )
 
 
-def _svg(svg: str) -> Response:
-    response = Response(svg, mimetype="image/svg+xml")
-    response.cache_control.public = True
-    response.cache_control.max_age = 86400
-    return response
-
-
-@bp.route("/qr/products/<slug>.svg")
-def product_qr(slug: str):
-    if published_product(slug[:80]) is None:
-        abort(404)
-    return _svg(qr_svg(services.public_base_url() + url_for("catalog.product", slug=slug)))
-
-
 @bp.route("/qr/trace/<token>.svg")
 def trace_qr(token: str):
-    if services.trace(token) is None:
+    if trace_of(token) is None:
         abort(404)
-    return _svg(qr_svg(services.public_base_url() + url_for("boards.trace", token=token)))
+    return svg_response(qr_svg(public_url("boards.trace", token=token)))
 
 
 # --- open data --------------------------------------------------------------------------
@@ -163,9 +149,7 @@ def trace_qr(token: str):
 
 @bp.route("/open-data")
 def open_data():
-    from ledger import export as ledger_export
-
-    count, head_hash = ledger_export.head(db.session)
+    count, head_hash = head(db.session)
     return render_template("boards/open_data.html", count=count, head_hash=head_hash)
 
 
@@ -194,7 +178,7 @@ def _csv_download(header: list[str], rows, filename: str) -> Response:
 @bp.route("/open-data/love-board.csv")
 def purchases_csv():
     def rows():
-        for p in services.iter_purchases():
+        for p in open_data_rows.iter_purchases():
             yield [
                 p["at"],
                 p["channel"],
@@ -226,14 +210,14 @@ def purchases_csv():
 @bp.route("/open-data/households.csv")
 def households_csv():
     def rows():
-        for r in services.household_rows():
+        for r in reads.household_rows():
             yield [
                 r.code,
                 r.name_masked,
                 r.village,
                 r.group_name,
                 r.members,
-                *(r.income[c] for c in (*services.CHANNELS, "total")),
+                *(r.income[c] for c in (*CHANNELS, "total")),
             ]
 
     header = [
@@ -242,7 +226,7 @@ def households_csv():
         "village",
         "group",
         "members",
-        *(f"{c}_fen" for c in (*services.CHANNELS, "total")),
+        *(f"{c}_fen" for c in (*CHANNELS, "total")),
     ]
     return _csv_download(header, rows(), "lianxin-results-board.csv")
 
@@ -260,7 +244,7 @@ def ledger_csv():
         "amount_fen",
         "hash",
     ]
-    return _csv_download(header, services.iter_ledger_entries(), "lianxin-ledger.csv")
+    return _csv_download(header, open_data_rows.iter_ledger_entries(), "lianxin-ledger.csv")
 
 
 # The standalone verifier: two standard-library files an auditor saves side by side.
@@ -276,26 +260,3 @@ def verifier_source(name: str):
     response.headers["Content-Type"] = "text/x-python; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.py"'
     return response
-
-
-# --- the village console's label sheet ---------------------------------------------------
-
-
-@bp.route("/console/labels")
-@role_required("staff")
-def label_sheet():
-    """Printable QR labels: products (``copies`` each, for bottles at the hall) and the
-    trace pages of orders given by number (to slip into the parcel)."""
-    copies = max(1, min(request.args.get("copies", 6, type=int) or 6, LABEL_COPIES_MAX))
-    chosen = set(request.args.getlist("product"))
-    orders_text = request.args.get("orders", "", type=str)[:2000]
-    sheet = services.label_sheet(chosen, copies, orders_text)
-    return render_template(
-        "boards/labels.html",
-        labels=sheet.labels,
-        copies=copies,
-        chosen=chosen,
-        products=sheet.products,
-        orders_text=orders_text,
-        skipped=sheet.skipped,
-    )

@@ -10,10 +10,12 @@ from flask import (
 )
 from sqlalchemy import select
 
-from shop.boards.services import product_household_count, product_households
+from shop.boards.products import product_household_count, product_households
+from shop.boards.qr import qr_svg, svg_response
 from shop.catalog import services
 from shop.extensions import db
 from shop.households.models import Village
+from shop.urls import public_url
 
 bp = Blueprint("catalog", __name__)
 
@@ -53,6 +55,13 @@ def product(slug: str):
         helped=product_households(found.id),
         helped_count=product_household_count(found.id),
     )
+
+
+@bp.route("/qr/products/<slug>.svg")
+def product_qr(slug: str):
+    if services.published_product(slug[:80]) is None:
+        abort(404)
+    return svg_response(qr_svg(public_url("catalog.product", slug=slug)))
 
 
 @bp.route("/search")

@@ -36,6 +36,11 @@ def products_in_category(category: Category) -> list[Product]:
     return list(db.session.scalars(stmt))
 
 
+def published_products() -> list[Product]:
+    """Every published product, oldest first (the API's list, the label sheet's choice)."""
+    return list(db.session.scalars(_published().order_by(Product.id)))
+
+
 def published_product(slug: str) -> Product | None:
     return db.session.scalar(_published().where(Product.slug == slug))
 

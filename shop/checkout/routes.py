@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from shop.cart import services as cart_services
 from shop.cart.routes import cart_owner
 from shop.checkout.forms import CheckoutForm
+from shop.errors import show_on_form
 from shop.orders.services import BuyerDetails, OrderError, PriceChanged, place_order
 from shop.payments.services import payment_url
 
@@ -48,11 +49,10 @@ def checkout():
             flash(error.message, "error")
             return redirect(url_for("cart.show"))
         except OrderError as error:
-            if error.field and error.field in form:
-                form[error.field].errors.append(error.message)
-            else:
+            if not (error.field and error.field in form):  # not the buyer's details: the cart's
                 flash(error.message, "error")
                 return redirect(url_for("cart.show"))
+            show_on_form(form, error)
         else:
             cart_services.clear(user_id, session_cart)
             return redirect(payment_url(order))

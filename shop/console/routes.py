@@ -3,14 +3,18 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from shop.auth.decorators import role_required
+from shop.boards.products import label_sheet as label_sheet_of
 from shop.catalog.models import Product
+from shop.catalog.services import published_products
 from shop.console import services
 from shop.console.forms import ActionForm, PhotoUploadForm, ProductForm, RefundForm, ShipForm
+from shop.errors import show_on_form
 from shop.extensions import db
 from shop.formatting import format_fen
 from shop.formatting import format_fen_plain as fen_plain
-from shop.orders.refunds import request_refund
 from shop.orders.services import OrderError, mark_completed, mark_shipped
+from shop.payments.refunds import request_refund
+from shop.urls import public_url
 
 bp = Blueprint("console", __name__)
 
@@ -66,14 +70,6 @@ def _input_from(form: ProductForm) -> services.ProductInput:
     )
 
 
-def _show_error(form: ProductForm, error: services.ConsoleError) -> None:
-    target = getattr(form, error.field, None) if error.field else None
-    if target is not None:
-        target.errors = [*target.errors, error.message]
-    else:
-        flash(error.message, "error")
-
-
 @bp.route("/products/new", methods=["GET", "POST"])
 @role_required("staff")
 def new_product():
@@ -82,7 +78,7 @@ def new_product():
         try:
             product = services.create_product(_input_from(form))
         except services.ConsoleError as error:
-            _show_error(form, error)
+            show_on_form(form, error)
         else:
             flash(_("商品已保存为草稿，上传照片后即可上架。"), "success")
             return redirect(url_for("console.edit_product", product_id=product.id))
@@ -106,7 +102,7 @@ def edit_product(product_id: int):
         try:
             services.update_product(product.id, _input_from(form))
         except services.ConsoleError as error:
-            _show_error(form, error)
+            show_on_form(form, error)
         else:
             flash(_("已保存。"), "success")
             return redirect(url_for("console.edit_product", product_id=product.id))
@@ -292,3 +288,34 @@ def refund_order(order_no: str):
         }
         flash(*messages[refund.status])
     return redirect(url_for("console.order_detail", order_no=order_no))
+
+
+LABEL_COPIES_MAX = 60
+
+
+@bp.route("/labels")
+@role_required("staff")
+def label_sheet():
+    """Printable QR labels: products (``copies`` each, for bottles at the hall) and the
+    trace pages of orders given by number (to slip into the parcel)."""
+    copies = max(1, min(request.args.get("copies", 6, type=int) or 6, LABEL_COPIES_MAX))
+    chosen = set(request.args.getlist("product"))
+    orders_text = request.args.get("orders", "", type=str)[:2000]
+    products = published_products()
+    sheet = label_sheet_of(
+        products,
+        chosen,
+        copies,
+        orders_text,
+        product_url=lambda slug: public_url("catalog.product", slug=slug),
+        trace_url=lambda token: public_url("boards.trace", token=token),
+    )
+    return render_template(
+        "console/labels.html",
+        labels=sheet.labels,
+        copies=copies,
+        chosen=chosen,
+        products=products,
+        orders_text=orders_text,
+        skipped=sheet.skipped,
+    )

@@ -16,12 +16,14 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from shop.benefits.services import change_share_per_unit
 from shop.catalog.models import PRODUCT_STATUSES, Category, Product, ProductPhoto
 from shop.db import utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.media.services import PhotoRejected, remove_files, remove_photo_files, store_photo
 from shop.money import parse_typed_yuan
+from shop.orders.models import ORDER_STATUSES, Order
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 MAX_PRICE_FEN = 10_000_000  # ¥100,000 a unit: anything above is a typing mistake
@@ -121,8 +123,6 @@ def update_product(product_id: int, values: ProductInput) -> Product:
     _apply(product, values)
     if share_changed:
         # The displayed share and the ledger's rule must not disagree: a new version.
-        from shop.benefits.services import change_share_per_unit
-
         change_share_per_unit(product, values.beneficiary_fen_per_unit)
     return _commit_product(product)
 
@@ -277,8 +277,6 @@ ORDER_PAGE_SIZE = 30
 def order_page(status: str | None = None, query: str | None = None, page: int = 1):
     """Orders newest first, filtered by status and by order number or phone's last
     four digits; returns a Flask-SQLAlchemy pagination."""
-    from shop.orders.models import ORDER_STATUSES, Order
-
     stmt = select(Order).order_by(Order.created_at.desc(), Order.id.desc())
     if status in ORDER_STATUSES:
         stmt = stmt.where(Order.status == status)
@@ -292,6 +290,4 @@ def order_page(status: str | None = None, query: str | None = None, page: int = 
 
 
 def order_by_number(order_no: str):
-    from shop.orders.models import Order
-
     return db.session.scalar(select(Order).where(Order.order_no == order_no))

@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ledger.posting import LedgerError
+from ledger import LedgerError
 from shop.catalog.models import Product
 from shop.db import utcnow
 from shop.extensions import db
@@ -708,7 +708,7 @@ def roster_csv(
     payer = payer or income_services.default_payer(channel)
     rows = []
     if channel == "dividend":
-        from ledger.income import dividend_parts
+        from ledger import dividend_parts
 
         weights = income_services.dividend_weights(households, basis)
         if not weights:

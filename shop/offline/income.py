@@ -18,8 +18,8 @@ from decimal import Decimal
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
+from ledger import LedgerError, Overdrawn
 from ledger import income as ledger_income
-from ledger.posting import LedgerError, Overdrawn
 from shop.benefits.services import PROGRAMME_COLLECTIVE
 from shop.db import utcnow
 from shop.extensions import db
@@ -53,7 +53,7 @@ def payer_choices() -> list[tuple[str, str]]:
         for e in db.session.scalars(select(Enterprise).order_by(Enterprise.id))
     ]
     choices.append((PROGRAMME_COLLECTIVE, _("村集体（帮扶项目）")))
-    from ledger.models import Account
+    from ledger import Account
 
     coops = list(
         db.session.scalars(
@@ -389,7 +389,7 @@ def dividend_weights(households: list[Household], basis: str) -> dict[str, int]:
 def income_totals_by_channel() -> dict[str, int]:
     """Programme totals per income channel and ``total`` (fen): the results board's
     aggregates, kept in step with the ledger, so this page does not sum the ledger."""
-    from shop.boards.services import programme_totals
+    from shop.boards.reads import programme_totals
 
     return programme_totals()["income"]
 

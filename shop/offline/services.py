@@ -26,8 +26,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
+from ledger import LedgerError, ensure_account
 from ledger import sales as ledger_sales
-from ledger.posting import LedgerError, ensure_account
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
 from shop.db import utcnow
@@ -383,8 +383,7 @@ def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
     Amounts are gross sales; reversed offline sales and fully refunded online orders
     are left out. Sorted: channels in a fixed order, products by amount, days by date.
     """
-    from ledger.models import Transaction
-    from ledger.sales import SaleLineRecord
+    from ledger import SaleLineRecord, Transaction
     from shop.orders.models import Order
 
     since = datetime.combine(start, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)

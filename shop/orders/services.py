@@ -14,14 +14,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from shop.catalog.models import Product
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI
+from shop.money import format_fen
 from shop.orders.models import Order, OrderLine
 from shop.public_identity import DISPLAYS, public_identity
 
@@ -29,7 +31,6 @@ log = logging.getLogger("shop.orders")
 
 MAX_QUANTITY_PER_LINE = 999
 MAX_LINES_PER_ORDER = 50
-PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")
 _PHONE = re.compile(r"^1[3-9]\d{9}$")
 
 
@@ -192,7 +193,7 @@ def place_order(
     if channel not in ("pc", "wap", "api"):
         raise OrderError(_("不支持的支付渠道。"), field="channel")
 
-    try:
+    with transaction(db.session):
         products = {
             p.id: p
             for p in db.session.scalars(
@@ -213,7 +214,7 @@ def place_order(
                     _(
                         "“%(name)s”的价格已变为 %(price)s，请确认后再下单。",
                         name=product.name,
-                        price=_yuan(product.price_fen),
+                        price=format_fen(product.price_fen),
                     ),
                     details={"product_id": product.id, "price_fen": product.price_fen},
                 )
@@ -266,18 +267,8 @@ def place_order(
             lines=order_lines,
         )
         db.session.add(order)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     log.info("order %s placed: %d fen, %d lines", order.order_no, order.total_fen, len(order_lines))
     return order
-
-
-def _yuan(fen: int) -> str:
-    from shop.formatting import format_fen
-
-    return format_fen(fen)
 
 
 def order_by_token(token: str) -> Order | None:
@@ -305,8 +296,6 @@ PaidHook = Callable[[Order], None]
 
 
 def _paid_hooks() -> list[PaidHook]:
-    from flask import current_app
-
     return current_app.extensions.setdefault("order_paid_hooks", [])
 
 
@@ -340,11 +329,16 @@ def _reserve_again(order: Order) -> bool:
 def apply_payment(
     out_trade_no: str,
     trade_no: str,
-    trade_status: str,
     total_fen: int,
+    *,
+    paid: bool,
     paid_at: datetime | None = None,
 ) -> PaymentOutcome:
     """Apply a verified payment report (notification or query answer) to its order; commit.
+
+    ``paid`` says whether the report is of money received (the payment provider
+    decides that from its own vocabulary); a report that is not is accepted and
+    ignored, once the order and amount are known to match.
 
     The order moves pending_payment → paid exactly once, whatever the number, order or
     concurrency of reports: the move is ``UPDATE … WHERE status = 'pending_payment'``
@@ -355,8 +349,10 @@ def apply_payment(
     Refusals (unknown order, amount mismatch, another trade_no) return
     ``accepted=False`` and change nothing.
     """
+    if not isinstance(paid, bool):
+        raise TypeError("paid must be True or False")
     paid_at = paid_at or utcnow()
-    try:
+    with transaction(db.session):
         order = db.session.scalar(
             select(Order).where(Order.order_no == out_trade_no).with_for_update()
         )
@@ -366,8 +362,8 @@ def apply_payment(
             return PaymentOutcome(
                 False, "rejected", f"amount {total_fen} fen != order {order.total_fen} fen", order
             )
-        if trade_status not in PAID_STATUSES:
-            return PaymentOutcome(True, "ignored", f"trade status {trade_status}", order)
+        if not paid:
+            return PaymentOutcome(True, "ignored", "not a payment", order)
         if order.trade_no is not None:
             if order.trade_no == trade_no:
                 return PaymentOutcome(True, "repeat", "already applied", order)
@@ -402,10 +398,6 @@ def apply_payment(
         db.session.refresh(order)
         for hook in _paid_hooks():
             hook(order)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     log.info("order %s paid by trade %s", order.order_no, trade_no)
     return PaymentOutcome(True, "paid", "", order)
 
@@ -413,7 +405,7 @@ def apply_payment(
 def cancel_order(order_id: int, reason: str, now: datetime | None = None) -> bool:
     """Cancel a still-unpaid order and return its stock, once; commit. True if this call did it."""
     now = now or utcnow()
-    try:
+    with transaction(db.session):
         moved = db.session.execute(
             update(Order)
             .where(Order.id == order_id, Order.status == "pending_payment")
@@ -423,10 +415,6 @@ def cancel_order(order_id: int, reason: str, now: datetime | None = None) -> boo
         if moved == 1:
             order = db.session.get(Order, order_id)
             _release_stock(order)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return moved == 1
 
 

@@ -58,9 +58,11 @@ from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundReq
 from alipay.aop.api.request.AlipayTradeWapPayRequest import AlipayTradeWapPayRequest
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 from alipay.aop.api.util.WebUtils import url_encode
+from flask import current_app
 
 from shop.formatting import SHANGHAI
 from shop.money import fen_to_wire, wire_to_fen
+from shop.payments import keys
 
 log = logging.getLogger("shop.payments.provider")
 
@@ -527,10 +529,6 @@ def gateway_url(config) -> str:
 def get_provider() -> AlipayProvider:
     """The provider for the current app, built from its config and cached in
     ``app.extensions`` (rebuilt when the Alipay settings change)."""
-    from flask import current_app
-
-    from shop.payments import keys
-
     app = current_app._get_current_object()
     config = app.config
     settings = (

@@ -14,19 +14,13 @@ from flask import current_app, url_for
 from shop.db import utcnow
 from shop.extensions import db
 from shop.orders.models import Order
-from shop.orders.services import apply_payment, cancel_order
+from shop.orders.services import PaymentOutcome, apply_payment, cancel_order
+from shop.payments import provider
 from shop.payments.models import PaymentNotification
 
 log = logging.getLogger("shop.payments")
 
 NOTIFY_PATH = "/payments/alipay/notify"
-
-
-def _provider_module():
-    # Imported on use: the provider loads keys and the SDK, which plain page views never need.
-    from shop.payments import provider
-
-    return provider
 
 
 def _absolute(path: str) -> str:
@@ -42,19 +36,15 @@ def order_subject(order: Order) -> str:
 
 def payment_url(order: Order) -> str:
     """Where to send the buyer to pay this pending order (signed by the merchant key)."""
-    return (
-        _provider_module()
-        .get_provider()
-        .pay_url(
+    return provider.get_provider().pay_url(
             order_no=order.order_no,
             total_fen=order.total_fen,
             subject=order_subject(order),
             channel="wap" if order.channel == "wap" else "pc",
-            return_url=_absolute(url_for("orders.payment_return", token=order.token)),
+            return_url=_absolute(url_for("payments.payment_return", token=order.token)),
             notify_url=_absolute(NOTIFY_PATH),
             expires_at=order.expires_at,
         )
-    )
 
 
 def _record(params: dict, verdict: str, reason: str) -> None:
@@ -74,6 +64,20 @@ def _record(params: dict, verdict: str, reason: str) -> None:
     db.session.commit()
 
 
+def apply_trade_status(
+    out_trade_no: str, trade_no: str, trade_status: str, total_fen: int
+) -> PaymentOutcome:
+    """Apply what Alipay says of a trade (a verified notification or query answer) to
+    its order; commit. Only ``TRADE_SUCCESS`` and ``TRADE_FINISHED`` are money received:
+    orders are told ``paid`` and never see Alipay's words."""
+    outcome = apply_payment(
+        out_trade_no, trade_no, total_fen, paid=trade_status in provider.PAID_STATUSES
+    )
+    if outcome.verdict == "ignored":
+        outcome.reason = f"trade status {trade_status}"
+    return outcome
+
+
 def handle_notification(params: dict) -> str:
     """Verify and apply one asynchronous notification; return Alipay's answer body.
 
@@ -81,7 +85,6 @@ def handle_notification(params: dict) -> str:
     bad or SHA-1 signature, another app_id or seller, an unknown order, a wrong amount.
     Every notification is recorded with its verdict; refusals are logged with why.
     """
-    provider = _provider_module()
     try:
         notification = provider.get_provider().verify_notification(params)
     except provider.NotificationRejected as rejected:
@@ -92,11 +95,11 @@ def handle_notification(params: dict) -> str:
         )
         _record(params, "rejected", rejected.reason)
         return "fail"
-    outcome = apply_payment(
-        out_trade_no=notification.out_trade_no,
-        trade_no=notification.trade_no,
-        trade_status=notification.trade_status,
-        total_fen=notification.total_fen,
+    outcome = apply_trade_status(
+        notification.out_trade_no,
+        notification.trade_no,
+        notification.trade_status,
+        notification.total_fen,
     )
     if not outcome.accepted:
         log.warning(
@@ -116,14 +119,13 @@ def confirm_by_query(order: Order) -> Order:
     """
     if order.status != "pending_payment":
         return order
-    provider = _provider_module()
     try:
         result = provider.get_provider().query(order.order_no)
     except provider.ProviderError as error:
         log.warning("trade query for %s failed: %s", order.order_no, error)
         return order
-    if result is not None and result.trade_status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
-        apply_payment(order.order_no, result.trade_no, result.trade_status, result.total_fen)
+    if result is not None and result.trade_status in provider.PAID_STATUSES:
+        apply_trade_status(order.order_no, result.trade_no, result.trade_status, result.total_fen)
         db.session.refresh(order)
     return order
 
@@ -137,8 +139,7 @@ def reconcile(older_than_minutes: int = 5, now=None) -> dict[str, int]:
     """
     now = now or utcnow()
     counts = {"checked": 0, "paid": 0, "cancelled": 0, "errors": 0}
-    module = _provider_module()
-    provider = module.get_provider()
+    gateway = provider.get_provider()
     cutoff = now - timedelta(minutes=older_than_minutes)
     pending = list(
         db.session.scalars(
@@ -150,9 +151,9 @@ def reconcile(older_than_minutes: int = 5, now=None) -> dict[str, int]:
     for order in pending:
         counts["checked"] += 1
         try:
-            result = provider.query(order.order_no)
-            if result is not None and result.trade_status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
-                outcome = apply_payment(
+            result = gateway.query(order.order_no)
+            if result is not None and result.trade_status in provider.PAID_STATUSES:
+                outcome = apply_trade_status(
                     order.order_no, result.trade_no, result.trade_status, result.total_fen
                 )
                 counts["paid"] += outcome.verdict == "paid"
@@ -163,9 +164,9 @@ def reconcile(older_than_minutes: int = 5, now=None) -> dict[str, int]:
             if order.expires_at <= now:
                 # Close at Alipay first so the buyer cannot pay a cancelled order.
                 if result is not None and result.trade_status == "WAIT_BUYER_PAY":
-                    provider.close(order.order_no)
+                    gateway.close(order.order_no)
                 counts["cancelled"] += cancel_order(order.id, "expired", now)
-        except module.ProviderError as error:
+        except provider.ProviderError as error:
             counts["errors"] += 1
             log.warning("reconcile %s failed: %s", order.order_no, error)
     return counts

@@ -13,11 +13,20 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import func, select
 
-from ledger import payouts as ledger_payouts
-from shop.db import utcnow
+from ledger import (
+    Payout,
+    PayoutBusy,
+    households_due,
+    in_flight,
+    latest_refusals,
+    settle_payout,
+    start_payout,
+)
+from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI
 from shop.households.models import Household
+from shop.payments.provider import ProviderError, get_provider
 
 log = logging.getLogger("shop.payouts")
 
@@ -65,18 +74,16 @@ class PayoutRunReport:
 def _new_out_biz_no(household_code: str) -> str:
     count = db.session.scalar(
         select(func.count())
-        .select_from(ledger_payouts.Payout)
-        .where(ledger_payouts.Payout.household_code == household_code)
+        .select_from(Payout)
+        .where(Payout.household_code == household_code)
     )
     day = utcnow().astimezone(SHANGHAI).strftime("%Y%m%d")
     return f"PO{day}{household_code.replace('-', '')}{count + 1:03d}"
 
 
 def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
-    from shop.payments.provider import ProviderError, get_provider
-
     payout = db.session.scalar(
-        select(ledger_payouts.Payout).where(ledger_payouts.Payout.out_biz_no == out_biz_no)
+        select(Payout).where(Payout.out_biz_no == out_biz_no)
     )
     household = db.session.scalar(select(Household).where(Household.code == payout.household_code))
     payout.attempts += 1
@@ -103,8 +110,8 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
     if status not in ("SUCCESS", "FAIL"):
         report.pending += 1
         return
-    try:
-        settled = ledger_payouts.settle_payout(
+    with transaction(db.session):
+        settled = settle_payout(
             db.session,
             out_biz_no,
             status == "SUCCESS",
@@ -112,10 +119,6 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
             failure,
             payee_refused=payee_refused,
         )
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     if settled == "paid":
         report.paid += 1
     else:
@@ -133,10 +136,10 @@ def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
     else:
         threshold = threshold_fen
     report = PayoutRunReport()
-    for payout in ledger_payouts.in_flight(db.session):
+    for payout in in_flight(db.session):
         _transfer_and_settle(payout.out_biz_no, report)
-    refused_at = ledger_payouts.latest_refusals(db.session)
-    for code, owed in ledger_payouts.households_due(db.session, threshold):
+    refused_at = latest_refusals(db.session)
+    for code, owed in households_due(db.session, threshold):
         household = db.session.scalar(select(Household).where(Household.code == code))
         if household is None or not household.active or not household.bank_card:
             report.skipped.append(code)
@@ -149,11 +152,11 @@ def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
             continue
         out_biz_no = _new_out_biz_no(code)
         try:
-            ledger_payouts.start_payout(
+            start_payout(
                 db.session, out_biz_no, code, owed, card_last4=household.card_last4
             )
             db.session.commit()
-        except ledger_payouts.PayoutBusy:
+        except PayoutBusy:
             db.session.rollback()
             continue
         except Exception:

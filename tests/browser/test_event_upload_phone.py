@@ -4,8 +4,7 @@ and the sales reach the ledger and the public boards."""
 import pytest
 from sqlalchemy import func, select
 
-from ledger.income import income_by_household
-from ledger.models import Transaction
+from ledger import Transaction, income_by_household
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.offline.models import OfflineSale

@@ -2,11 +2,11 @@
 
 from sqlalchemy import select
 
-from ledger.rules import BenefitRule
+from ledger import BenefitRule
 from shop.extensions import db
 from shop.orders.models import Refund
-from shop.orders.refunds import _apply_refund_success
 from shop.orders.services import apply_payment
+from shop.payments.refunds import _apply_refund_success
 from tests.builders import make_household, make_order, make_product, make_village
 
 
@@ -48,7 +48,7 @@ def test_admin_sets_a_new_rule_version_and_history_stays(admin_client, app):
     assert bad.status_code == 422 and "不能超过售价" in bad.get_data(as_text=True)
 
     order = make_order([(wine, 1)])
-    apply_payment(order.order_no, "T-RULE-1", "TRADE_SUCCESS", order.total_fen)
+    apply_payment(order.order_no, "T-RULE-1", order.total_fen, paid=True)
     admin_client.post(
         "/admin/rules/new",
         data={
@@ -75,7 +75,7 @@ def test_trial_balance_sums_to_zero_and_statement_follows_refunds(admin_client, 
 
     set_product_rule(wine.id, [household], "weighted", "equal", share_fen_per_unit=2000)
     order = make_order([(wine, 2)])
-    apply_payment(order.order_no, "T-TB-1", "TRADE_SUCCESS", order.total_fen)
+    apply_payment(order.order_no, "T-TB-1", order.total_fen, paid=True)
     refund = Refund(order_id=order.id, out_request_no=f"{order.order_no}R01", amount_fen=15800)
     db.session.add(refund)
     db.session.commit()

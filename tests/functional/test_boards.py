@@ -10,10 +10,9 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from ledger.income import income_by_household
-from ledger.models import Account, Entry, Transaction
-from shop.benefits.services import order_ledger_view, set_product_rule
-from shop.boards import services as boards
+from ledger import Account, Entry, Transaction, income_by_household
+from shop.benefits.services import set_product_rule
+from shop.boards import projection as boards
 from shop.boards.models import (
     BoardFeed,
     BoardFeedHousehold,
@@ -25,9 +24,10 @@ from shop.boards.models import (
 )
 from shop.boards.qr import qr_svg
 from shop.extensions import db
+from shop.orders.ledger_view import order_ledger_view
 from shop.orders.models import Refund
-from shop.orders.refunds import _apply_refund_success
 from shop.orders.services import apply_payment
+from shop.payments.refunds import _apply_refund_success
 from tests.builders import buyer, make_household, make_order, make_product, make_village
 
 _trade = iter(range(1, 10_000))
@@ -35,7 +35,7 @@ _trade = iter(range(1, 10_000))
 
 def pay(order):
     outcome = apply_payment(
-        order.order_no, f"T-BOARD-{next(_trade)}", "TRADE_SUCCESS", order.total_fen
+        order.order_no, f"T-BOARD-{next(_trade)}", order.total_fen, paid=True
     )
     assert outcome.verdict == "paid"
     return order
@@ -233,7 +233,7 @@ def test_an_unpaid_order_has_no_trace_page(client, programme):
 
 
 def test_income_and_its_reversal_reach_the_results_board(client, programme):
-    from ledger.income import post_income, reverse_income
+    from ledger import post_income, reverse_income
 
     post_income(db.session, "income_land:2026:SJ-001", "land", "enterprise:1", "SJ-001", 85000)
     post_income(
@@ -366,7 +366,7 @@ def test_the_product_page_names_the_households_it_helps(client, programme):
 
 
 def test_the_household_page_is_its_public_statement(client, programme):
-    from ledger.payouts import settle_payout, start_payout
+    from ledger import settle_payout, start_payout
 
     order = pay(make_order([(programme["wine"], 3)]))
     share = next(a for a in order_ledger_view(order).allocations if a["code"] == "SJ-001")

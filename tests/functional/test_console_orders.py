@@ -8,7 +8,7 @@ from tests.builders import buyer, make_order, make_product
 
 def paid_order(product, quantity=1, **buyer_overrides):
     order = make_order([(product, quantity)], buyer(**buyer_overrides))
-    apply_payment(order.order_no, f"T{order.order_no}", "TRADE_SUCCESS", order.total_fen)
+    apply_payment(order.order_no, f"T{order.order_no}", order.total_fen, paid=True)
     return order
 
 

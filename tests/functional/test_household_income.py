@@ -9,8 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from ledger.income import income_by_household
-from ledger.models import Account, Transaction
+from ledger import Account, Transaction, income_by_household
 from shop.extensions import db
 from shop.households.models import Enterprise
 from shop.offline.models import HouseholdIncome, ImportBatch

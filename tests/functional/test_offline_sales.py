@@ -10,7 +10,7 @@ import re
 import pytest
 from sqlalchemy import func, select, update
 
-from ledger.models import Account, Entry, Transaction
+from ledger import Account, Entry, Transaction
 from shop.benefits.services import set_product_rule
 from shop.catalog.models import Product
 from shop.extensions import db

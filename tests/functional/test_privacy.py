@@ -21,7 +21,7 @@ from tests.builders import buyer, make_household, make_order
 PRIVATE_PREFIXES = ("/console", "/admin", "/sandbox")
 # Pages for the holder of an order's secret token: the buyer's own details may appear,
 # household details still may not.
-BUYER_ONLY_ENDPOINTS = {"orders.show", "orders.payment_return", "api.get_order"}
+BUYER_ONLY_ENDPOINTS = {"orders.show", "payments.payment_return", "api.get_order"}
 SKIPPED_ENDPOINTS = {"static", "media.photo", "catalog.set_language"}
 
 BUYER_NAME = "欧阳秀英"
@@ -37,12 +37,12 @@ def public_arguments(seeded) -> dict:
         "catalog.product": [{"slug": slug} for slug in seeded["product_slugs"]],
         "catalog.category": [{"slug": slug} for slug in seeded["category_slugs"]],
         "orders.show": [{"token": seeded["token"]}],
-        "orders.payment_return": [{"token": seeded["token"]}],
+        "payments.payment_return": [{"token": seeded["token"]}],
         "api.get_order": [{"token": seeded["token"]}],
         "boards.household": [{"code": code} for code in seeded["household_codes"]],
         "boards.trace": [{"token": seeded["token"]}, {"token": seeded["anonymous_token"]}],
         "boards.trace_qr": [{"token": seeded["token"]}],
-        "boards.product_qr": [{"slug": slug} for slug in seeded["product_slugs"]],
+        "catalog.product_qr": [{"slug": slug} for slug in seeded["product_slugs"]],
         "boards.verifier_source": [{"name": "verify"}, {"name": "canonical"}],
     }
 
@@ -56,7 +56,7 @@ def seeded(app):
         [(wine, 2)],
         buyer(name=BUYER_NAME, phone=BUYER_PHONE, address=BUYER_ADDRESS, board_display="masked"),
     )
-    apply_payment(order.order_no, "2026112522001400000001", "TRADE_SUCCESS", order.total_fen)
+    apply_payment(order.order_no, "2026112522001400000001", order.total_fen, paid=True)
     # An anonymous enterprise buyer: neither the name, nor the nickname, nor the
     # organisation may show anywhere public.
     anonymous = make_order(
@@ -71,7 +71,7 @@ def seeded(app):
         ),
     )
     apply_payment(
-        anonymous.order_no, "2026112522001400000002", "TRADE_SUCCESS", anonymous.total_fen
+        anonymous.order_no, "2026112522001400000002", anonymous.total_fen, paid=True
     )
     households = list(db.session.scalars(select(Household)))
     return {

@@ -11,7 +11,7 @@ import sys
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ledger.models import Account, Transaction
+from ledger import Account, Transaction
 from shop.extensions import db
 from shop.orders.models import Order
 from tests.alipay_helpers import fresh, open_cashier

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from shop.db import utcnow
 from shop.extensions import db
 from shop.orders.models import Refund
-from shop.orders.refunds import request_refund, retry_pending_refunds
 from shop.payments import keys
 from shop.payments.provider import (
     AlipayProvider,
@@ -27,6 +26,7 @@ from shop.payments.provider import (
     ProviderError,
     get_provider,
 )
+from shop.payments.refunds import request_refund, retry_pending_refunds
 from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 from shop.payments.services import confirm_by_query, reconcile
 from tests.alipay_helpers import fresh, open_cashier, pay_in_sandbox, pay_url_for

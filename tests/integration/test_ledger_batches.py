@@ -15,20 +15,26 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 import ledger.payouts  # noqa: F401  (its tables belong to the ledger's metadata)
-from ledger.audit import verify_database
-from ledger.base import Base
-from ledger.export import head, iter_export
-from ledger.models import Account, Transaction
-from ledger.posting import (
+from ledger import (
+    Account,
+    Base,
     IdempotencyConflict,
     NewTransaction,
     Overdrawn,
+    SaleLine,
+    SaleLineRecord,
+    SaleRequest,
+    Transaction,
+    create_rule,
     ensure_account,
+    head,
+    iter_export,
     post,
     post_many,
+    post_sale,
+    post_sales,
+    verify_database,
 )
-from ledger.rules import create_rule
-from ledger.sales import SaleLine, SaleLineRecord, SaleRequest, post_sale, post_sales
 from shop.extensions import db
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

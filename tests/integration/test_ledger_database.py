@@ -15,9 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from ledger.audit import verify_database
-from ledger.export import iter_export
-from ledger.models import Account, Transaction
+from ledger import Account, Transaction, iter_export, verify_database
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.orders.services import apply_payment
@@ -36,7 +34,7 @@ def wine(app):
 
 
 def pay(order, trade_no):
-    return apply_payment(order.order_no, trade_no, "TRADE_SUCCESS", order.total_fen)
+    return apply_payment(order.order_no, trade_no, order.total_fen, paid=True)
 
 
 def ledger_count():
@@ -187,7 +185,7 @@ def test_concurrent_payments_keep_the_chain_linear(app, wine):
 
     def notify(job):
         order_no, total_fen, trade_no = job
-        return apply_payment(order_no, trade_no, "TRADE_SUCCESS", total_fen).verdict
+        return apply_payment(order_no, trade_no, total_fen, paid=True).verdict
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         verdicts = list(pool.map(lambda job: in_app_thread(app, notify, job), jobs))

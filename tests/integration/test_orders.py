@@ -127,11 +127,11 @@ def test_buyer_pii_is_encrypted_at_rest_and_found_by_number_and_phone(app):
 def test_payment_is_applied_once_and_repeats_change_nothing(app):
     wine = make_product(stock=3)
     order = make_order([(wine, 1)])
-    first = apply_payment(order.order_no, "T1", "TRADE_SUCCESS", order.total_fen)
+    first = apply_payment(order.order_no, "T1", order.total_fen, paid=True)
     assert (first.accepted, first.verdict) == (True, "paid")
-    again = apply_payment(order.order_no, "T1", "TRADE_SUCCESS", order.total_fen)
+    again = apply_payment(order.order_no, "T1", order.total_fen, paid=True)
     assert (again.accepted, again.verdict) == (True, "repeat")
-    other = apply_payment(order.order_no, "T2", "TRADE_SUCCESS", order.total_fen)
+    other = apply_payment(order.order_no, "T2", order.total_fen, paid=True)
     assert other.accepted is False
     db.session.expire_all()
     assert db.session.get(Order, order.id).trade_no == "T1"
@@ -142,10 +142,10 @@ def test_wrong_amount_unknown_order_and_unpaid_status(app):
     wine = make_product()
     order = make_order([(wine, 1)])
     assert (
-        apply_payment(order.order_no, "T1", "TRADE_SUCCESS", order.total_fen - 1).accepted is False
+        apply_payment(order.order_no, "T1", order.total_fen - 1, paid=True).accepted is False
     )
-    assert apply_payment("LX-nope", "T1", "TRADE_SUCCESS", 100).accepted is False
-    waiting = apply_payment(order.order_no, "T1", "WAIT_BUYER_PAY", order.total_fen)
+    assert apply_payment("LX-nope", "T1", 100, paid=True).accepted is False
+    waiting = apply_payment(order.order_no, "T1", order.total_fen, paid=False)
     assert waiting.accepted and waiting.verdict == "ignored"
     db.session.expire_all()
     assert db.session.get(Order, order.id).status == "pending_payment"
@@ -160,11 +160,11 @@ def test_a_failing_paid_hook_leaves_the_order_unpaid(app):
 
     register_paid_hook(app, broken_ledger)
     with pytest.raises(RuntimeError):
-        apply_payment(order.order_no, "T1", "TRADE_SUCCESS", order.total_fen)
+        apply_payment(order.order_no, "T1", order.total_fen, paid=True)
     db.session.expire_all()
     assert db.session.get(Order, order.id).status == "pending_payment"
     app.extensions["order_paid_hooks"].remove(broken_ledger)
-    assert apply_payment(order.order_no, "T1", "TRADE_SUCCESS", order.total_fen).verdict == "paid"
+    assert apply_payment(order.order_no, "T1", order.total_fen, paid=True).verdict == "paid"
 
 
 def test_cancel_returns_stock_once(app):
@@ -180,7 +180,7 @@ def test_payment_after_cancellation_takes_stock_back(app):
     order = make_order([(wine, 2)], expiry_minutes=30)
     cancel_order(order.id, "expired", utcnow() + timedelta(minutes=31))
     assert stock_of(wine.id) == 2
-    assert apply_payment(order.order_no, "T9", "TRADE_SUCCESS", order.total_fen).verdict == "paid"
+    assert apply_payment(order.order_no, "T9", order.total_fen, paid=True).verdict == "paid"
     assert stock_of(wine.id) == 0
 
 
@@ -215,7 +215,7 @@ def test_ten_identical_notifications_at_once_pay_once(app):
     register_paid_hook(app, count_hook)
 
     def notify(_):
-        return apply_payment(order_no, "T-RACE", "TRADE_SUCCESS", total_fen).verdict
+        return apply_payment(order_no, "T-RACE", total_fen, paid=True).verdict
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         verdicts = list(pool.map(lambda i: in_app_thread(app, notify, i), range(10)))

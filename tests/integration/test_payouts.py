@@ -8,15 +8,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from ledger import payouts as ledger_payouts
-from ledger.audit import verify_database
-from ledger.models import Account
+from ledger import IN_FLIGHT, PAID_OUT, Account, Payout, verify_database
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.households.models import Household
 from shop.orders.services import apply_payment
 from shop.payments import provider as provider_module
 from shop.payments.sandbox.models import SandboxTransfer
+from shop.payouts import services as payout_services
 from shop.payouts.services import run_payouts
 from tests.builders import make_household, make_order, make_product, make_village
 from tests.live_server import live_server
@@ -41,7 +40,7 @@ def owed(app):
     wine = make_product(price_fen=15800)
     set_product_rule(wine.id, [zhang, li], "weighted", "land", share_fen_per_unit=2000)
     order = make_order([(wine, 2)])
-    apply_payment(order.order_no, "TPAYOUT1", "TRADE_SUCCESS", order.total_fen)
+    apply_payment(order.order_no, "TPAYOUT1", order.total_fen, paid=True)
     return {"SJ-001": zhang, "SJ-002": li}
 
 
@@ -58,7 +57,7 @@ def transfers():
 def payouts_by_status():
     db.session.expire_all()
     rows = db.session.execute(
-        select(ledger_payouts.Payout.status, func.count()).group_by(ledger_payouts.Payout.status)
+        select(Payout.status, func.count()).group_by(Payout.status)
     )
     return dict(rows.all())
 
@@ -72,8 +71,8 @@ def test_run_pays_every_household_over_the_threshold(app, live, owed):
     report = run_payouts(threshold_fen=500)
     assert (report.started, report.paid, report.failed) == (2, 2, 0)
     assert balance("household:SJ-001") == 0 and balance("household:SJ-002") == 0
-    assert balance(ledger_payouts.PAID_OUT) == -4000
-    assert balance(ledger_payouts.IN_FLIGHT) == 0
+    assert balance(PAID_OUT) == -4000
+    assert balance(IN_FLIGHT) == 0
     assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
     assert all(t.status == "SUCCESS" for t in transfers())
     # A second run has nothing to do.
@@ -97,7 +96,7 @@ def test_a_failing_card_gives_the_money_back_to_the_household(app, live, owed):
     assert balance("household:SJ-001") == -3000  # owed again, nothing lost
     assert payouts_by_status() == {"paid": 1, "failed": 1}
     failed = db.session.scalar(
-        select(ledger_payouts.Payout).where(ledger_payouts.Payout.status == "failed")
+        select(Payout).where(Payout.status == "failed")
     )
     assert "异常" in failed.failure
     assert_ledger_ok()
@@ -188,17 +187,17 @@ def test_crash_before_the_transfer_is_asked_for(app, live, owed, monkeypatch):
     db.session.rollback()  # what a new process would see: only committed work
     assert payouts_by_status() == {"in_flight": 1}
     assert transfers() == []
-    assert balance(ledger_payouts.IN_FLIGHT) == -3000  # tracked, not lost
+    assert balance(IN_FLIGHT) == -3000  # tracked, not lost
 
     report = run_payouts(threshold_fen=500)
     assert report.paid == 2
     assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
-    assert balance("household:SJ-001") == 0 and balance(ledger_payouts.IN_FLIGHT) == 0
+    assert balance("household:SJ-001") == 0 and balance(IN_FLIGHT) == 0
     assert_ledger_ok()
 
 
 def test_crash_after_alipay_paid_but_before_the_ledger_knew(app, live, owed, monkeypatch):
-    real = ledger_payouts.settle_payout
+    real = payout_services.settle_payout
     calls = {"n": 0}
 
     def dies_first_time(*args, **kwargs):
@@ -207,7 +206,7 @@ def test_crash_after_alipay_paid_but_before_the_ledger_knew(app, live, owed, mon
             raise Crash()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ledger_payouts, "settle_payout", dies_first_time)
+    monkeypatch.setattr(payout_services, "settle_payout", dies_first_time)
     with pytest.raises(Crash):
         run_payouts(threshold_fen=500)
     db.session.rollback()
@@ -218,7 +217,7 @@ def test_crash_after_alipay_paid_but_before_the_ledger_knew(app, live, owed, mon
     assert report.paid == 2
     # Asking again with the same out_biz_no did not pay twice.
     assert sorted(t.amount_fen for t in transfers()) == [1000, 3000]
-    assert balance(ledger_payouts.PAID_OUT) == -4000
+    assert balance(PAID_OUT) == -4000
     assert_ledger_ok()
 
 
@@ -227,7 +226,7 @@ def test_gateway_down_keeps_the_payout_in_flight(app, owed):
     report = run_payouts(threshold_fen=500)
     assert (report.started, report.pending, report.paid) == (2, 2, 0)
     assert payouts_by_status() == {"in_flight": 2}
-    assert balance(ledger_payouts.IN_FLIGHT) == -4000
+    assert balance(IN_FLIGHT) == -4000
     app.config["ALIPAY_GATEWAY_URL"] = None  # Alipay is back (the live sandbox)
     with live_server(app):
         report = run_payouts(threshold_fen=500)

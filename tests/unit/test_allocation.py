@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.allocation import split_by_weight, split_pro_rata
+from ledger import split_by_weight, split_pro_rata
 
 weights_st = st.dictionaries(
     st.text(min_size=1, max_size=6),

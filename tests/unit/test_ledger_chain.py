@@ -21,12 +21,23 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 import ledger.verify
-from ledger.audit import verify_database
+from ledger import (
+    Account,
+    Overdrawn,
+    Transaction,
+    Unbalanced,
+    account_statement,
+    ensure_account,
+    find,
+    head,
+    iter_export,
+    post,
+    reverse,
+    totals_by_kind,
+    trial_balance,
+    verify_database,
+)
 from ledger.canonical import GENESIS_HASH, chain_hash
-from ledger.export import head, iter_export
-from ledger.models import Account, Transaction
-from ledger.posting import Overdrawn, Unbalanced, ensure_account, find, post, reverse
-from ledger.statements import account_statement, totals_by_kind, trial_balance
 from shop.extensions import db
 from tests.builders import in_app_thread
 

@@ -8,21 +8,26 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from ledger.base import Base
-from ledger.income import (
-    REVERSAL_KIND,
+from ledger import (
+    INCOME_REVERSAL_KIND,
+    Account,
+    Base,
+    IdempotencyConflict,
+    LedgerError,
+    Overdrawn,
+    SaleLine,
+    Transaction,
     dividend_parts,
     income_by_household,
     income_key,
     income_totals,
     land_rent_fen,
+    post,
     post_income,
+    post_sale,
     reverse_income,
     wages_fen,
 )
-from ledger.models import Account, Transaction
-from ledger.posting import IdempotencyConflict, LedgerError, Overdrawn, post
-from ledger.sales import SaleLine, post_sale
 
 T0 = datetime(2026, 1, 15, 4, 0, tzinfo=UTC)
 LEDGER_TABLES = [t for name, t in Base.metadata.tables.items() if name.startswith("ledger_")]
@@ -116,7 +121,7 @@ def test_reversal_removes_the_income_and_is_idempotent(session):
     reversal = reverse_income(session, key, memo="多记了")
     assert reverse_income(session, key).id == reversal.id
     tx = session.get(Transaction, reversal.id)
-    assert (tx.kind, tx.reverses_id) == (REVERSAL_KIND, posted.id)
+    assert (tx.kind, tx.reverses_id) == (INCOME_REVERSAL_KIND, posted.id)
     assert income_by_household(session)["SJ-002"] == {
         "sales": 0,
         "land": 0,
@@ -137,7 +142,7 @@ def test_reversal_removes_the_income_and_is_idempotent(session):
 def test_reversal_after_payout_cannot_make_a_household_owe(session):
     key = income_key("land", "2026", "SJ-001")
     post_income(session, key, "land", "enterprise:1", "SJ-001", 85000)
-    from ledger.posting import ensure_account
+    from ledger import ensure_account
 
     ensure_account(session, "bank:cards", "bank")
     post(session, "payout:1", "payout", [("household:SJ-001", 85000), ("bank:cards", -85000)])
@@ -178,7 +183,7 @@ def test_income_by_channel_adds_sales_and_every_income_kind(session):
 
 
 def _cash(session) -> str:
-    from ledger.posting import ensure_account
+    from ledger import ensure_account
 
     ensure_account(session, "cash:hall", "cash")
     return "cash:hall"

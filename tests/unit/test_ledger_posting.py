@@ -10,21 +10,23 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from ledger.canonical import GENESIS_HASH
-from ledger.export import head
-from ledger.guard import AppendOnlyViolation
-from ledger.models import Account, Entry, Transaction
-from ledger.posting import (
+from ledger import (
+    Account,
+    AppendOnlyViolation,
+    Entry,
     IdempotencyConflict,
     LedgerError,
     Overdrawn,
     Posted,
+    Transaction,
     Unbalanced,
     ensure_account,
     find,
+    head,
     post,
     reverse,
 )
+from ledger.canonical import GENESIS_HASH
 from shop.extensions import db
 
 T0 = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)

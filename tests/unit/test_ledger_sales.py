@@ -13,11 +13,22 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 import ledger.payouts as payouts
-from ledger.base import Base
-from ledger.models import Account, Entry, Transaction
-from ledger.posting import LedgerError
-from ledger.rules import RuleError, create_rule, rule_in_force
-from ledger.sales import CLEARING, FEES, SaleLine, fee_for, post_refund, post_sale
+from ledger import (
+    CLEARING,
+    FEES,
+    Account,
+    Base,
+    Entry,
+    LedgerError,
+    RuleError,
+    SaleLine,
+    Transaction,
+    create_rule,
+    fee_for,
+    post_refund,
+    post_sale,
+    rule_in_force,
+)
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 LEDGER_TABLES = [t for name, t in Base.metadata.tables.items() if name.startswith("ledger_")]
@@ -298,7 +309,7 @@ def test_random_histories_keep_the_books(steps):
 
 
 def test_offline_sale_takes_the_money_into_the_till_and_refunds_from_it(session):
-    from ledger.posting import ensure_account
+    from ledger import ensure_account
 
     create_rule(
         session, 1, "fixed", "matched", {"A": 1, "B": 1}, share_fen_per_unit=2000, effective_from=T0

@@ -3,8 +3,7 @@ order, with the balance after it equal to the sum of everything up to it."""
 
 import pytest
 
-from ledger.posting import ensure_account, post
-from ledger.statements import account_statement, latest_lines
+from ledger import account_statement, ensure_account, latest_lines, post
 from shop.extensions import db
 
 HOUSEHOLD = "household:SJ-001"

@@ -12,14 +12,17 @@ import json
 import logging
 from collections.abc import Callable
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from shop.catalog.models import Product
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.extensions import db
+from shop.money import format_fen
 from shop.orders.models import Order, OrderLine, Refund
 from shop.orders.services import OrderError
+from shop.payments.provider import ProviderError, get_provider
 
 log = logging.getLogger("shop.refunds")
 
@@ -61,7 +64,7 @@ def request_refund(
     if amount_fen > available:
         db.session.rollback()
         raise OrderError(
-            _("退款金额不能超过可退金额 %(amount)s。", amount=_fmt(available)), field="amount"
+            _("退款金额不能超过可退金额 %(amount)s。", amount=format_fen(available)), field="amount"
         )
     lines = {line.id: line for line in order.lines}
     for line_id, units in restock.items():
@@ -85,16 +88,8 @@ def request_refund(
     return refund
 
 
-def _fmt(fen: int) -> str:
-    from shop.formatting import format_fen
-
-    return format_fen(fen)
-
-
 def send_refund(refund_id: int) -> str:
     """Send a pending refund to Alipay and apply the answer; return its new status."""
-    from shop.payments.provider import ProviderError, get_provider
-
     refund = db.session.get(Refund, refund_id)
     if refund is None or refund.status != "pending":
         return refund.status if refund else "missing"
@@ -129,9 +124,7 @@ def register_refund_hook(app, hook: RefundHook) -> None:
 
 
 def _apply_refund_success(refund_id: int) -> str:
-    from flask import current_app
-
-    try:
+    with transaction(db.session):
         moved = db.session.execute(
             update(Refund)
             .where(Refund.id == refund_id, Refund.status == "pending")
@@ -173,10 +166,6 @@ def _apply_refund_success(refund_id: int) -> str:
         refund = db.session.get(Refund, refund_id)
         for hook in current_app.extensions.get("order_refund_hooks", []):
             hook(refund)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     log.info("refund %s succeeded", refund.out_request_no)
     return "succeeded"
 
