@@ -1,6 +1,5 @@
 """Lianxin Market: the Flask application factory."""
 
-import logging
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 
 import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
 import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
-from shop import formatting
+from shop import formatting, request_log, security
 from shop.admin.routes import bp as admin_bp
 from shop.api.routes import bp as api_bp
 from shop.auth.models import User
@@ -33,11 +32,13 @@ from shop.cart.routes import bp as cart_bp
 from shop.catalog.routes import bp as catalog_bp
 from shop.checkout.routes import bp as checkout_bp
 from shop.cli import register_cli
-from shop.config import PROJECT_ROOT, Config, TestingConfig
+from shop.config import PROJECT_ROOT, Config, TestingConfig, UnsafeConfiguration
 from shop.console.routes import bp as console_bp
 from shop.db import MAX_ROW_ID, render_migration_type
 from shop.errors import error_response
 from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
+from shop.health import bp as health_bp
+from shop.jobs.schedule import register as register_jobs
 from shop.media.routes import bp as media_bp
 from shop.offline.board_sources import register as register_offline_board_sources
 from shop.offline.routes import bp as offline_bp
@@ -72,19 +73,26 @@ def create_app(config: Config | dict | None = None) -> Flask:
             setattr(base, key, value)
         config = base
     config = config or Config()
+    if config.ENV_NAME == "production":
+        problems = config.unsafe_settings()
+        if problems:
+            raise UnsafeConfiguration(problems)
     config.resolve(instance_path)
     app.config.from_object(config)
     Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
 
+    request_log.configure_logging()
+    request_log.init_app(app)
+    security.init_app(app)
     _init_extensions(app)
     _register_blueprints(app)
     _register_errors(app)
     _register_template_helpers(app)
 
     _wire_money_flow(app)
+    register_jobs(app)
     register_cli(app)
     _warn_when_reached_elsewhere(app)
-    logging.getLogger("shop").setLevel(logging.INFO)
     return app
 
 
@@ -175,6 +183,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    app.register_blueprint(health_bp)
     app.register_blueprint(catalog_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(media_bp)
@@ -227,7 +236,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        # The route's pattern, not the path: paths carry order tokens.
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        app.logger.exception("unhandled error on %s %s", request.method, rule)
         db.session.rollback()
         return render_error(500, "internal_error", _("服务器出错了，请稍后再试。"))
 

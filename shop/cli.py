@@ -1,14 +1,18 @@
 """Command-line interface: ``flask --app wsgi users|demo|payments|ledger|payouts …``."""
 
+from pathlib import Path
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
 from ledger import verify_database
 from shop.auth.services import AccountError, create_user
+from shop.backup import BackupError, create_backup, restore_backup
 from shop.boards.projection import follow_ledger, rebuild
 from shop.demo import DEMO_LOGINS, seed_demo
 from shop.extensions import db
+from shop.jobs.runner import job_status_lines, run_due, run_forever
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import reconcile
 from shop.payouts.services import run_payouts
@@ -19,6 +23,10 @@ payments_cli = AppGroup("payments", help="Payments: reconcile with Alipay.")
 ledger_cli = AppGroup("ledger", help="The ledger: verify the hash chain and balances.")
 payouts_cli = AppGroup("payouts", help="Pay households what they are owed.")
 boards_cli = AppGroup("boards", help="The public boards: aggregates kept in step with the ledger.")
+backup_cli = AppGroup("backup", help="Back up the database, restore it into an empty one.")
+jobs_cli = AppGroup(
+    "jobs", help="Periodic work: reconcile, expiry, payouts, boards (once across hosts)."
+)
 
 
 @users_cli.command("create")
@@ -105,6 +113,76 @@ def boards_rebuild() -> None:
     click.echo(f"boards: rebuilt from {folded} ledger transactions")
 
 
+@jobs_cli.command("tick")
+@click.option("--job", "only", multiple=True, help="Run only this job (repeatable).")
+def jobs_tick(only: tuple[str, ...]) -> None:
+    """Run every job that is due and that no other worker is running, once (for cron).
+    Exit status 1 when a job failed."""
+    results = run_due(only=set(only) or None)
+    for result in results:
+        click.echo(f"{result.name}: {result.outcome} ({result.seconds:.2f}s) {result.detail}")
+    if not results:
+        click.echo("jobs: nothing due")
+    if any(result.outcome != "ok" for result in results):
+        raise SystemExit(1)
+
+
+@jobs_cli.command("run")
+@click.option(
+    "--max-seconds", type=click.FloatRange(min=0), default=None, help="Stop after this long."
+)
+def jobs_run(max_seconds: float | None) -> None:
+    """The worker: run due jobs until stopped (SIGTERM or Ctrl-C finish the job in hand)."""
+    run_forever(max_seconds=max_seconds, echo=click.echo)
+
+
+@jobs_cli.command("list")
+def jobs_list() -> None:
+    """Each job's schedule and its last run."""
+    for line in job_status_lines():
+        click.echo(line)
+
+
+@backup_cli.command("create")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_create(path: Path) -> None:
+    """Write a backup of the database to PATH (a new file); safe while the shop serves.
+    The instance keys (PII_KEY, the Alipay key, SECRET_KEY) are not in it: keep them apart."""
+    try:
+        report = create_backup(path)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"backup {report.path} ({report.bytes:,} bytes): ledger {report.count} transactions, "
+        f"head {report.head_hash}"
+    )
+
+
+@backup_cli.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def backup_restore(path: Path) -> None:
+    """Restore PATH into the (empty) database DATABASE_URL names, then verify the ledger.
+    Exit status 1 if the restored ledger does not verify."""
+    try:
+        result = restore_backup(path)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from error
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"MISMATCH {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"restored: ledger OK {result.count} transactions, head {result.head_hash}")
+
+
 def register_cli(app: Flask) -> None:
-    for group in (users_cli, demo_cli, payments_cli, ledger_cli, payouts_cli, boards_cli):
+    for group in (
+        users_cli,
+        demo_cli,
+        payments_cli,
+        ledger_cli,
+        payouts_cli,
+        boards_cli,
+        jobs_cli,
+        backup_cli,
+    ):
         app.cli.add_command(group)

@@ -6,12 +6,14 @@ second run keeps sessions and can still decrypt the data it wrote.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_CLOCK = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -19,6 +21,28 @@ def _env_flag(name: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UnsafeConfiguration([f"{name} must be a whole number, not {value!r}"]) from None
+
+
+class UnsafeConfiguration(SystemExit):
+    """The settings are not safe to serve with; the message lists every problem.
+
+    A SystemExit, so ``flask``, gunicorn and ``make run`` stop with the message and no
+    traceback instead of serving."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"Lianxin Market will not start with these settings:\n{lines}")
 
 
 def read_or_create_secret(instance_path: Path, filename: str, make) -> str:
@@ -68,6 +92,8 @@ class Config:
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
 
     ORDER_EXPIRY_MINUTES = 30
     # The sandbox re-sends a notification not answered "success" (like Alipay, but fast).
@@ -79,6 +105,11 @@ class Config:
         self.ENV_NAME = env.get("LIANXIN_ENV", "development")
         self.SECRET_KEY = env.get("SECRET_KEY") or None
         self.PII_KEY = env.get("PII_KEY") or None
+        # Generated secrets are for a laptop: production refuses them (see unsafe_settings).
+        self.SECRET_KEY_GENERATED = self.SECRET_KEY is None
+        self.PII_KEY_GENERATED = self.PII_KEY is None
+        # How many proxies in front of the app set X-Forwarded-*: 0 ignores those headers.
+        self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
         self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
         self.UPLOAD_FOLDER = env.get("UPLOAD_FOLDER") or None
         self.PUBLIC_BASE_URL = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
@@ -93,11 +124,24 @@ class Config:
         self.ALIPAY_TIMEOUT_SECONDS = float(env.get("ALIPAY_TIMEOUT_SECONDS") or 15)
         self.ALIPAY_SANDBOX = _env_flag("ALIPAY_SANDBOX", self.ENV_NAME != "production")
         self.SESSION_COOKIE_SECURE = self.PUBLIC_BASE_URL.startswith("https://")
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         # Alipay's standard rate is 0.6% (60 basis points); the fee is credited to the
         # fees account and borne by the enterprise's share, never by households.
         self.ALIPAY_FEE_BASIS_POINTS = int(env.get("ALIPAY_FEE_BASIS_POINTS") or 60)
         # Households are paid out once they are owed at least this much (fen).
         self.PAYOUT_THRESHOLD_FEN = int(env.get("PAYOUT_THRESHOLD_FEN") or 10000)
+        # The jobs worker (flask jobs run / tick): how often each job is due, and when
+        # the daily payout runs (Asia/Shanghai; empty: the worker never pays out).
+        self.JOBS_POLL_SECONDS = _env_int("JOBS_POLL_SECONDS", 15)
+        self.JOBS_LEASE_SECONDS = _env_int("JOBS_LEASE_SECONDS", 900)
+        self.EXPIRE_EVERY_SECONDS = _env_int("EXPIRE_EVERY_SECONDS", 60)
+        self.RECONCILE_EVERY_SECONDS = _env_int("RECONCILE_EVERY_SECONDS", 300)
+        self.BOARDS_FOLLOW_EVERY_SECONDS = _env_int("BOARDS_FOLLOW_EVERY_SECONDS", 60)
+        self.PAYOUTS_AT = env.get("PAYOUTS_AT", "10:00").strip()
+        if self.PAYOUTS_AT and not _CLOCK.fullmatch(self.PAYOUTS_AT):
+            raise UnsafeConfiguration(
+                [f"PAYOUTS_AT must be a time like 10:00 (or empty), not {self.PAYOUTS_AT!r}"]
+            )
 
     def resolve(self, instance_path: Path) -> None:
         """Fill the values that default to files in the instance folder."""
@@ -113,6 +157,39 @@ class Config:
             self.SQLALCHEMY_DATABASE_URI = f"sqlite:///{instance_path / 'lianxin.db'}"
         if not self.UPLOAD_FOLDER:
             self.UPLOAD_FOLDER = str(instance_path / "uploads")
+
+
+    def unsafe_settings(self) -> list[str]:
+        """What makes these settings unsafe for the public service (LIANXIN_ENV=production);
+        empty when there is nothing."""
+        problems = []
+        if self.ALIPAY_SANDBOX:
+            problems.append(
+                "ALIPAY_SANDBOX is on: the built-in pretend Alipay would be mounted and "
+                "accept payments that never happened (set ALIPAY_SANDBOX=0)"
+            )
+        if self.SECRET_KEY_GENERATED:
+            problems.append(
+                "SECRET_KEY is not set: a key generated into the instance folder signs "
+                "sessions (set SECRET_KEY to a long random value kept outside the code)"
+            )
+        if self.PII_KEY_GENERATED:
+            problems.append(
+                "PII_KEY is not set: households' names, ID numbers and bank cards would be "
+                "encrypted with a key generated on this machine (set PII_KEY and back it up)"
+            )
+        if not self.PUBLIC_BASE_URL.startswith("https://"):
+            problems.append(
+                f"PUBLIC_BASE_URL is {self.PUBLIC_BASE_URL!r}: buyers, Alipay's notifications "
+                "and the QR codes must reach the shop over https"
+            )
+        for name in ("ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE"):
+            path = getattr(self, name)
+            if not path:
+                problems.append(f"{name} is not set (the generated sandbox key would be used)")
+            elif not Path(path).is_file():
+                problems.append(f"{name} names {path}, which is not a readable file")
+        return problems
 
 
 class TestingConfig(Config):

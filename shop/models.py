@@ -24,6 +24,7 @@ from shop.boards.models import (
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
 from shop.households.models import Enterprise, Household, Village
+from shop.jobs.models import JobRun, JobState
 from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale, SalesSession
 from shop.orders.models import Order, OrderLine, Refund
 from shop.payments.models import PaymentNotification
@@ -47,6 +48,8 @@ __all__ = [
     "Household",
     "HouseholdIncome",
     "ImportBatch",
+    "JobRun",
+    "JobState",
     "LedgerHead",
     "OfflineSale",
     "Order",

@@ -138,13 +138,25 @@ def reconcile(older_than_minutes: int = 5, now=None) -> dict[str, int]:
     Alipay closes for us (or never saw), is cancelled and its stock returned.
     """
     now = now or utcnow()
+    cutoff = now - timedelta(minutes=older_than_minutes)
+    return _settle_pending(Order.created_at <= cutoff, now)
+
+
+def expire_unpaid(now=None) -> dict[str, int]:
+    """Cancel every unpaid order past its ``expires_at`` and put its stock back, after
+    asking Alipay: a trade paid at the last moment is applied instead, a trade still
+    open is closed first so the buyer cannot pay a cancelled order. Returns counts."""
+    now = now or utcnow()
+    return _settle_pending(Order.expires_at <= now, now)
+
+
+def _settle_pending(which, now) -> dict[str, int]:
     counts = {"checked": 0, "paid": 0, "cancelled": 0, "errors": 0}
     gateway = provider.get_provider()
-    cutoff = now - timedelta(minutes=older_than_minutes)
     pending = list(
         db.session.scalars(
             db.select(Order)
-            .where(Order.status == "pending_payment", Order.created_at <= cutoff)
+            .where(Order.status == "pending_payment", which)
             .order_by(Order.created_at)
         )
     )

@@ -1,0 +1,1 @@
+"""Periodic work that runs once across every host: reconcile, expiry, payouts, boards."""
