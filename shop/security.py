@@ -1,11 +1,12 @@
 """Security headers on every response, and reading the client through a trusted proxy.
 
 **Content-Security-Policy.** Every response carries a policy with a fresh nonce: scripts
-run only from this origin's static files (or a ``<script nonce>`` the page sets),
-never inline handlers or ``javascript:`` links; styles only from the stylesheet; no
-plug-ins; no page may frame this one. Forms may post to this origin and to the Alipay
-gateway (checkout and "pay again" answer with a redirect there, which ``form-action``
-governs). Templates put the nonce on their ``<script>`` tags with ``csp_nonce()``.
+run only from this origin's static files (or a ``<script nonce>`` the page sets), never
+inline handlers or ``javascript:`` links; styles only from the stylesheet (or a
+``<style nonce>``, as the sandbox cashier, a page of its own, carries); no plug-ins; no
+page may frame this one. Forms may post to this origin and to the Alipay gateway
+(checkout and "pay again" answer with a redirect there, which ``form-action`` governs).
+Templates put the nonce on their ``<script>`` tags with ``csp_nonce()``.
 
 **The rest**: ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
 strict-origin-when-cross-origin`` (order tokens in URLs never leave in a Referer), a
@@ -49,7 +50,7 @@ def content_security_policy(nonce: str, gateway_url: str | None) -> str:
         [
             "default-src 'self'",
             f"script-src 'self' 'nonce-{nonce}'",
-            "style-src 'self'",
+            f"style-src 'self' 'nonce-{nonce}'",
             "img-src 'self' data:",
             "font-src 'self'",
             "connect-src 'self'",
