@@ -3,7 +3,8 @@
 - ``GET /healthz``: the process answers. Touches nothing (no database, no session), so
   a slow database never makes a supervisor restart healthy workers.
 - ``GET /readyz``: everything a payment needs — the database answers, its schema is at
-  the migrations' head (a worker started before ``db upgrade`` finished is not ready),
+  the migrations' head or newer (a worker started before ``db upgrade`` finished is
+  not ready; an old worker on a schema upgraded ahead of it is),
   the ledger's chain head is readable, and Redis answers when ``REDIS_URL`` is set.
   ``200`` with each check ``"ok"``, or ``503`` naming the parts that failed.
 
@@ -66,17 +67,24 @@ def _database() -> str:
     return "ok"
 
 
-def expected_heads() -> set[str]:
-    """The migrations' head revisions (read once per process: they change only with a
-    deployment, which restarts the workers)."""
-    heads = current_app.extensions.get(_HEADS)
-    if heads is None:
+def _script() -> tuple[set[str], set[str]]:
+    """This code's migration heads and every revision it knows (read once per process:
+    they change only with a deployment, which restarts the workers)."""
+    known = current_app.extensions.get(_HEADS)
+    if known is None:
         # Alembic's own reading of the revision files, so a branch is counted as it does.
         config = AlembicConfig(str(MIGRATIONS / "alembic.ini"))
         config.set_main_option("script_location", str(MIGRATIONS))
-        heads = set(ScriptDirectory.from_config(config).get_heads())
-        current_app.extensions[_HEADS] = heads
-    return heads
+        script = ScriptDirectory.from_config(config)
+        known = current_app.extensions[_HEADS] = (
+            set(script.get_heads()),
+            {revision.revision for revision in script.walk_revisions()},
+        )
+    return known
+
+
+def expected_heads() -> set[str]:
+    return _script()[0]
 
 
 def _migrations() -> str:
@@ -85,10 +93,13 @@ def _migrations() -> str:
     except Exception as error:
         db.session.rollback()
         return f"not migrated ({type(error).__name__})"
-    heads = expected_heads()
+    heads, known = _script()
     if not applied:
         return "not migrated"
-    behind = applied - heads
+    # A revision this code does not know is a newer one: during a rolling upgrade
+    # `db upgrade` runs first, and the old workers keep serving readers on the newer
+    # schema (migrations only add until the old code is gone; docs/deploy.md).
+    behind = {revision for revision in applied - heads if revision in known}
     if behind:
         return f"behind: at {', '.join(sorted(behind))}, head {', '.join(sorted(heads))}"
     return "ok"

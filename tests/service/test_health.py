@@ -51,6 +51,21 @@ def test_a_schema_behind_the_migrations_is_not_ready(client):
         db.session.commit()
 
 
+def test_old_workers_stay_ready_on_a_schema_upgraded_ahead_of_them(client):
+    """Rolling upgrade: `db upgrade` to a revision this code has never seen runs first;
+    the old workers keep serving readers until the new code replaces them."""
+    head = db.session.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    db.session.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_next'"))
+    db.session.commit()
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 200, response.json
+        assert response.json["checks"]["migrations"] == "ok"
+    finally:
+        db.session.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+        db.session.commit()
+
+
 def test_a_missing_chain_head_is_not_ready(client):
     db.session.execute(sa.text("DELETE FROM ledger_head"))
     db.session.commit()
