@@ -49,6 +49,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_ledger import flask_command, machine  # noqa: E402  (this folder is on sys.path)
 
+from shop import create_app  # noqa: E402
+from shop.extensions import db  # noqa: E402
+
 PAGES = {
     "home          GET /": "/",
     "product page  GET /p/raspberry-wine": "/p/raspberry-wine",
@@ -141,10 +144,7 @@ def worker_rss_mb(master: subprocess.Popen) -> float:
 
 
 def queries_per_page(env: dict) -> dict[str, int]:
-    os.environ.update(env)
-    from shop import create_app  # noqa: PLC0415  (after the environment is set)
-    from shop.extensions import db  # noqa: PLC0415
-
+    os.environ.update(env)  # read by create_app's Config, not at import
     app = create_app()
     counts: dict[str, int] = {}
     with app.app_context():

@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 
 import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
 import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
-from shop import formatting, request_log, security
+from shop import formatting, page_cache, request_log, security
 from shop.admin.routes import bp as admin_bp
 from shop.api.routes import bp as api_bp
 from shop.auth.models import User
@@ -84,6 +84,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     request_log.configure_logging()
     request_log.init_app(app)
     security.init_app(app)
+    page_cache.init_app(app)
     _init_extensions(app)
     _register_blueprints(app)
     _register_errors(app)

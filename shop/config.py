@@ -113,6 +113,8 @@ class Config:
         self.UPLOAD_FOLDER = env.get("UPLOAD_FOLDER") or None
         self.PUBLIC_BASE_URL = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
         self.REDIS_URL = env.get("REDIS_URL") or None
+        # Pages kept per worker for anonymous readers (shop/page_cache.py); 0: off.
+        self.PAGE_CACHE_ENTRIES = _env_int("PAGE_CACHE_ENTRIES", 256)
         self.LOGIN_RATE_LIMIT = env.get("LOGIN_RATE_LIMIT") or "10 per minute"
         # Off only for load tests and benchmarks that drive the shop from one address.
         self.RATELIMIT_ENABLED = env.get("RATELIMIT_ENABLED", "1") != "0"

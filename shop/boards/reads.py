@@ -45,6 +45,19 @@ def board_version() -> int:
     )
 
 
+def love_board_version(now: datetime | None = None) -> tuple:
+    """What the love board shows depends on, in one query (for the page cache): the last
+    folded ledger transaction, the households' last change (their masked names in the
+    feed) — and the day in Asia/Shanghai, when "today" starts over with no write."""
+    row = db.session.execute(
+        select(
+            select(_STATE.c.last_transaction_id).where(_STATE.c.id == 1).scalar_subquery(),
+            select(func.max(Household.updated_at)).scalar_subquery(),
+        )
+    ).one()
+    return (*row, period_keys(now)["today"])
+
+
 def period_keys(now: datetime | None = None) -> dict[str, str]:
     local = (now or utcnow()).astimezone(SHANGHAI)
     return {"today": f"d:{local:%Y-%m-%d}", "month": f"m:{local:%Y-%m}", "all": "all"}

@@ -29,6 +29,7 @@ from shop.boards.qr import qr_svg, svg_response
 from shop.boards.trace import public_buyer, trace_of
 from shop.db import MAX_ROW_ID
 from shop.extensions import db
+from shop.page_cache import cached_page
 from shop.urls import public_url
 
 bp = Blueprint("boards", __name__)
@@ -67,6 +68,7 @@ def _posting_kinds() -> dict[str, str]:
 
 
 @bp.route("/board")
+@cached_page(version=reads.love_board_version)
 def love_board():
     board = reads.love_board()
     if request.args.get("live") == "1":  # the part the page swaps in when the board moved

@@ -15,6 +15,7 @@ from shop.boards.qr import qr_svg, svg_response
 from shop.catalog import services
 from shop.extensions import db
 from shop.households.models import Village
+from shop.page_cache import cached_page
 from shop.urls import public_url
 
 bp = Blueprint("catalog", __name__)
@@ -45,6 +46,7 @@ def category(slug: str):
 
 
 @bp.route("/p/<slug>")
+@cached_page(version=services.product_page_version)
 def product(slug: str):
     found = services.published_product(slug)
     if found is None:

@@ -1,11 +1,14 @@
 """Read-side queries for the storefront. Only published products are ever public."""
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
+from ledger import BenefitRule
+from shop.boards.models import BoardState
 from shop.catalog.models import Category, Product
-from shop.db import escape_like
+from shop.db import escape_like, utcnow
 from shop.extensions import db
+from shop.households.models import Household
 
 MAX_QUERY_LENGTH = 60
 
@@ -43,6 +46,36 @@ def published_products() -> list[Product]:
 
 def published_product(slug: str) -> Product | None:
     return db.session.scalar(_published().where(Product.slug == slug))
+
+
+def product_page_version(slug: str) -> tuple | None:
+    """What a published product's page shows depends on, in one query (for the page
+    cache, shop/page_cache.py): the product row's ``updated_at`` (moved by any change
+    of price, stock, text, status or photos), the benefit rule in force for it now
+    (its own, else the default — a rule taking effect later changes this when its time
+    comes, with no write), the boards' last folded transaction (what its households
+    received) and the households' last change (their masked names). None when there is
+    no such published product."""
+    now = utcnow()
+
+    def rule_version(owner):
+        return (
+            select(func.max(BenefitRule.version))
+            .where(owner, BenefitRule.effective_from <= now)
+            .scalar_subquery()
+        )
+
+    row = db.session.execute(
+        select(
+            Product.id,
+            Product.updated_at,
+            rule_version(BenefitRule.product_id == Product.id),
+            rule_version(BenefitRule.product_id.is_(None)),
+            select(BoardState.last_transaction_id).where(BoardState.id == 1).scalar_subquery(),
+            select(func.max(Household.updated_at)).scalar_subquery(),
+        ).where(Product.slug == slug, Product.status == "published")
+    ).first()
+    return None if row is None else tuple(row)
 
 
 def search_products(query: str) -> list[Product]:

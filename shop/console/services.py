@@ -205,6 +205,7 @@ def add_product_photo(product_id: int, data: bytes) -> ProductPhoto:
         is_cover=not product.photos,
     )
     db.session.add(photo)
+    _photos_changed(product)
     try:
         db.session.commit()
     except Exception:
@@ -212,6 +213,12 @@ def add_product_photo(product_id: int, data: bytes) -> ProductPhoto:
         remove_files(created)
         raise
     return photo
+
+
+def _photos_changed(product: Product) -> None:
+    """A product changes when its photos do: its ``updated_at`` is what the public page
+    cache (shop/page_cache.py) and the console's "recently changed" order go by."""
+    product.updated_at = utcnow()
 
 
 def _photo(photo_id: int) -> ProductPhoto:
@@ -225,6 +232,7 @@ def set_cover(photo_id: int) -> ProductPhoto:
     photo = _photo(photo_id)
     for other in photo.product.photos:
         other.is_cover = other.id == photo.id
+    _photos_changed(photo.product)
     db.session.commit()
     return photo
 
@@ -238,6 +246,7 @@ def move_photo(photo_id: int, offset: int) -> ProductPhoto:
     gallery.insert(target, gallery.pop(index))
     for position, item in enumerate(gallery):
         item.position = position
+    _photos_changed(photo.product)
     db.session.commit()
     return photo
 
@@ -258,6 +267,7 @@ def delete_photo(photo_id: int) -> int:
         item.position = position
     if was_cover and product.photos:
         product.photos[0].is_cover = True
+    _photos_changed(product)
     db.session.commit()
     still_used = db.session.scalar(
         select(func.count()).select_from(ProductPhoto).where(ProductPhoto.key == key)
