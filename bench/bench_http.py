@@ -102,9 +102,14 @@ def drive(port: int, path: str, seconds: float, concurrency: int) -> list[float]
         mine = []
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            conn.request("GET", path)
-            answer = conn.getresponse()
-            answer.read()
+            try:
+                conn.request("GET", path)
+                answer = conn.getresponse()
+                answer.read()
+            except OSError as error:
+                with lock:
+                    failures.append(f"GET {path}: {error}")
+                return
             if answer.status != 200:
                 with lock:
                     failures.append(f"GET {path} answered {answer.status}")
@@ -194,6 +199,8 @@ def main() -> None:
             "WEB_CONCURRENCY": str(args.workers),
             "WEB_THREADS": str(args.threads),
             "PAYOUTS_AT": "",
+            # No worker recycling mid-run: it would reset the client's connections.
+            "WEB_MAX_REQUESTS": "0",
         }
         rows = {}
         shop, shop_port = serve("wsgi:app", env, ROOT, folder / "shop.log")

@@ -49,13 +49,15 @@ def love_board_version(now: datetime | None = None) -> tuple:
     """What the love board shows depends on, in one query (for the page cache): the last
     folded ledger transaction, the households' last change (their masked names in the
     feed) — and the day in Asia/Shanghai, when "today" starts over with no write."""
-    row = db.session.execute(
-        select(
-            select(_STATE.c.last_transaction_id).where(_STATE.c.id == 1).scalar_subquery(),
-            select(func.max(Household.updated_at)).scalar_subquery(),
-        )
-    ).one()
+    row = db.session.execute(_LOVE_BOARD_VERSION).one()
     return (*row, period_keys(now)["today"])
+
+
+# Built once: it runs on every anonymous view of the love board.
+_LOVE_BOARD_VERSION = select(
+    select(_STATE.c.last_transaction_id).where(_STATE.c.id == 1).scalar_subquery(),
+    select(func.max(Household.updated_at)).scalar_subquery(),
+)
 
 
 def period_keys(now: datetime | None = None) -> dict[str, str]:

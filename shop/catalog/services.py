@@ -1,6 +1,6 @@
 """Read-side queries for the storefront. Only published products are ever public."""
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ledger import BenefitRule
@@ -48,6 +48,26 @@ def published_product(slug: str) -> Product | None:
     return db.session.scalar(_published().where(Product.slug == slug))
 
 
+def _rule_version(owner):
+    return (
+        select(func.max(BenefitRule.version))
+        .where(owner, BenefitRule.effective_from <= bindparam("now"))
+        .scalar_subquery()
+    )
+
+
+# Built once: this runs on every anonymous view of a product page, and building the
+# statement costs more than the database takes to answer it.
+_PAGE_VERSION = select(
+    Product.id,
+    Product.updated_at,
+    _rule_version(BenefitRule.product_id == Product.id),
+    _rule_version(BenefitRule.product_id.is_(None)),
+    select(BoardState.last_transaction_id).where(BoardState.id == 1).scalar_subquery(),
+    select(func.max(Household.updated_at)).scalar_subquery(),
+).where(Product.slug == bindparam("slug"), Product.status == "published")
+
+
 def product_page_version(slug: str) -> tuple | None:
     """What a published product's page shows depends on, in one query (for the page
     cache, shop/page_cache.py): the product row's ``updated_at`` (moved by any change
@@ -56,25 +76,7 @@ def product_page_version(slug: str) -> tuple | None:
     comes, with no write), the boards' last folded transaction (what its households
     received) and the households' last change (their masked names). None when there is
     no such published product."""
-    now = utcnow()
-
-    def rule_version(owner):
-        return (
-            select(func.max(BenefitRule.version))
-            .where(owner, BenefitRule.effective_from <= now)
-            .scalar_subquery()
-        )
-
-    row = db.session.execute(
-        select(
-            Product.id,
-            Product.updated_at,
-            rule_version(BenefitRule.product_id == Product.id),
-            rule_version(BenefitRule.product_id.is_(None)),
-            select(BoardState.last_transaction_id).where(BoardState.id == 1).scalar_subquery(),
-            select(func.max(Household.updated_at)).scalar_subquery(),
-        ).where(Product.slug == slug, Product.status == "published")
-    ).first()
+    row = db.session.execute(_PAGE_VERSION, {"slug": slug, "now": utcnow()}).first()
     return None if row is None else tuple(row)
 
 
