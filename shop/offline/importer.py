@@ -5,13 +5,12 @@ every row and lists each problem with its row number (the header is row 1, as in
 Excel) → confirm, which checks every row again and posts all of them in one database
 transaction, or none. Rows already in the ledger (same key) are shown as such and
 skipped, so confirming the same file, or a file repeating some rows, posts nothing
-twice. Decoding (UTF-8 with or without BOM, GB18030/GBK) and the Excel-style header
-matching are the household importer's.
+twice. Decoding (UTF-8 with or without BOM, GB18030/GBK), delimiters and the
+Excel-style header matching are :mod:`shop.csv_input`'s, shared with the household
+importer.
 """
 
-import csv
 import hashlib
-import io
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -24,10 +23,21 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger import LedgerError
 from shop.catalog.models import Product
+from shop.csv_input import (
+    Columns,
+    ImportFailed,
+    column_labels,
+    csv_bytes,
+    data_rows,
+    decode,
+    match_header,
+    read_records,
+    require_header,
+    template_header,
+)
 from shop.db import utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen, format_fen_plain
-from shop.households.importer import ImportFailed, _delimiter, _header_key, decode
 from shop.households.models import Household
 from shop.money import parse_typed_yuan
 from shop.offline import income as income_services
@@ -48,7 +58,7 @@ from shop.public_identity import public_identity
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
 
-SALES_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+SALES_COLUMNS: Columns = [
     ("date", "日期", ("销售日期", "时间", "date")),
     ("product", "商品", ("商品名称", "品名", "商品编号", "product")),
     ("quantity", "数量", ("件数", "quantity", "qty")),
@@ -64,7 +74,7 @@ SALES_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 SALES_REQUIRED = ("date", "product", "quantity")
 
-INCOME_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+INCOME_COLUMNS: Columns = [
     ("household_code", "户编码", ("户号", "编码", "code", "household_code")),
     ("channel", "类别", ("收入类别", "收入类型", "类型", "channel")),
     ("period", "期间", ("所属期间", "年度", "月份", "period")),
@@ -196,48 +206,28 @@ def create_batch(
 
 
 def _records(text: str, columns, required) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
-    try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
-    except csv.Error:
-        raise ImportFailed([_("文件不是有效的 CSV，请用 Excel 另存为 CSV 后再上传。")]) from None
-    if not records or not any(cell.strip() for cell in records[0]):
-        raise ImportFailed([_("第 1 行应是表头，但它是空的。请对照模板填写。")])
-    lookup = {
-        _header_key(name): field_name
-        for field_name, label, aliases in columns
-        for name in (label, field_name, *aliases)
-    }
-    labels = {f: label for f, label, _a in columns}
-    positions: dict[str, int] = {}
-    problems = []
-    for index, cell in enumerate(records[0]):
-        key = _header_key(cell)
-        if not key:
-            continue
-        name = lookup.get(key)
-        if name is None:
-            problems.append(_("不认识的列“%(col)s”。", col=cell.strip()))
-        elif name in positions:
-            problems.append(_("“%(name)s”这一列出现了两次。", name=labels[name]))
-        else:
-            positions[name] = index
-    missing = [labels[f] for f in required if f not in positions]
+    records = read_records(text)
+    match = match_header(require_header(records), columns)
+    labels = column_labels(columns)
+    problems = [
+        _("不认识的列“%(col)s”。", col=text)
+        if kind == "unknown"
+        else _("“%(name)s”这一列出现了两次。", name=labels[text])
+        for kind, text in match.problems
+    ]
+    missing = [labels[f] for f in required if f not in match.positions]
     if missing:
         problems.append(_("缺少必填的列：%(cols)s。", cols="、".join(missing)))
     if problems:
-        expected = ",".join(label for _f, label, _a in columns)
-        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=expected))
+        header = template_header(columns)
+        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=header))
         raise ImportFailed([_("第 1 行：%(msg)s", msg=p) for p in problems])
-    body = [
-        (number, cells)
-        for number, cells in enumerate(records[1:], start=2)
-        if any(cell.strip() for cell in cells)
-    ]
+    body = data_rows(records)
     if not body:
         raise ImportFailed([_("文件里只有表头，没有数据行。")])
     if len(body) > MAX_ROWS:
         raise ImportFailed([_("一次最多 %(n)s 行，请分成几个文件。", n=MAX_ROWS)])
-    return positions, body
+    return match.positions, body
 
 
 def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
@@ -653,14 +643,6 @@ def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:
 # --- templates and roster batches --------------------------------------------------
 
 
-def _csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")
-
-
 def sales_template_csv() -> bytes:
     product = db.session.scalar(
         select(Product).where(Product.status == "published").order_by(Product.id)
@@ -668,7 +650,7 @@ def sales_template_csv() -> bytes:
     name = product.name if product else "树莓果酒"
     price = format_fen_plain(product.price_fen) if product else "158.00"
     today = datetime.now(SHANGHAI).date().isoformat()
-    return _csv_bytes(
+    return csv_bytes(
         [label for _f, label, _a in SALES_COLUMNS],
         [
             [today, name, "2", price, "", "", "", "微信", "王小明", "实名打码", "", "0001"],
@@ -681,7 +663,7 @@ def income_template_csv() -> bytes:
     codes = list(db.session.scalars(select(Household.code).order_by(Household.code).limit(2)))
     codes += ["SJ-001", "SJ-002"][len(codes) :]
     year = str(datetime.now(SHANGHAI).year)
-    return _csv_bytes(
+    return csv_bytes(
         [label for _f, label, _a in INCOME_COLUMNS],
         [
             [codes[0], "土地租金", year, "2.5", "340", "", "", "", ""],
@@ -756,4 +738,4 @@ def roster_csv(
             )
     if not rows:
         raise OfflineError(_("名册里没有符合条件的农户。"))
-    return _csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)
+    return csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)

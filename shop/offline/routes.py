@@ -8,9 +8,9 @@ from flask_login import current_user
 from shop.auth.decorators import role_required
 from shop.console.forms import ActionForm
 from shop.console.services import ConsoleError, yuan_to_fen
+from shop.csv_input import ImportFailed
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen
-from shop.households.importer import ImportFailed
 from shop.offline import importer, income, services
 from shop.offline.forms import (
     HallSaleForm,
