@@ -11,11 +11,9 @@ importer.
 """
 
 import hashlib
-import re
-import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -37,11 +35,11 @@ from shop.csv_input import (
 )
 from shop.db import utcnow
 from shop.extensions import db
-from shop.formatting import SHANGHAI, format_fen, format_fen_plain
+from shop.formatting import SHANGHAI, format_fen_plain
 from shop.households.models import Household
-from shop.money import parse_typed_yuan
+from shop.offline import import_checks as checks
 from shop.offline import income as income_services
-from shop.offline.models import ImportBatch, OfflineSale
+from shop.offline.models import ImportBatch
 from shop.offline.services import (
     OfflineError,
     RowError,
@@ -86,43 +84,6 @@ INCOME_COLUMNS: Columns = [
     ("memo", "备注", ("说明", "memo")),
 ]
 INCOME_REQUIRED = ("household_code", "channel", "period")
-
-CHANNEL_WORDS = {
-    "hall": {"扶贫馆", "展销馆", "展厅", "馆内", "门店", "hall"},
-    "event": {"活动", "展销会", "展销活动", "年货节", "event"},
-    "live": {"直播", "直播间", "直播带货", "live"},
-}
-PAYMENT_WORDS = {
-    "cash": {"现金", "cash", ""},
-    "wechat": {"微信", "微信支付", "wechat"},
-    "alipay": {"支付宝", "alipay"},
-    "card": {"银行卡", "刷卡", "pos", "card"},
-    "transfer": {"转账", "对公转账", "transfer"},
-    "other": {"其他", "other"},
-}
-DISPLAY_WORDS = {
-    "masked": {"实名打码", "打码", "实名", "姓氏", "masked"},
-    "nickname": {"昵称", "nickname"},
-    "anonymous": {"匿名", "爱心人士", "不展示", "anonymous"},
-}
-INCOME_CHANNEL_WORDS = {
-    "land": {"土地", "土地租金", "土地流转", "土地流转租金", "流转租金", "land"},
-    "wages": {"工资", "务工", "务工工资", "园区务工工资", "wages"},
-    "dividend": {"分红", "产业分红", "dividend", "dividends"},
-    "coop": {"合作社", "合作社分红", "社员分红", "coop"},
-}
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text or "").strip().lower()
-
-
-def _lookup(words: dict[str, set[str]], text: str) -> str | None:
-    folded = _fold(text)
-    for value, options in words.items():
-        if folded in options:
-            return value
-    return None
 
 
 @dataclass
@@ -237,209 +198,110 @@ def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
     }
 
 
-def parse_yuan(text: str, label: str) -> int:
-    try:
-        return parse_typed_yuan(text)
-    except ValueError:
-        raise OfflineError(_("“%(label)s”须是金额，例如 158 或 158.50。", label=label)) from None
-
-
-def parse_when(text: str) -> datetime:
-    """A sale's date (or date and time) as people type it, in Asia/Shanghai → UTC."""
-    raw = _fold(text).replace("年", "-").replace("月", "-").replace("日", " ").replace("/", "-")
-    raw = raw.replace(".", "-").strip()
-    match = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ t]+(\d{1,2}):(\d{2})(?::\d{2})?)?", raw)
-    if not match:
-        raise OfflineError(_("日期请写成 2026-01-20 或 2026-01-20 14:30。"))
-    year, month, day, hour, minute = match.groups()
-    try:
-        day_value = date(int(year), int(month), int(day))
-    except ValueError:
-        raise OfflineError(_("没有这一天：%(text)s。", text=text.strip())) from None
-    if hour is None:
-        moment = time(12, 0)
-    elif int(hour) < 24:
-        moment = time(int(hour), int(minute))
-    else:
-        raise OfflineError(_("时间不对：%(text)s。", text=text.strip()))
-    return datetime.combine(day_value, moment, tzinfo=SHANGHAI).astimezone(UTC)
-
-
-def _parse_day(text: str) -> date:
-    return parse_when(text).astimezone(SHANGHAI).date()
-
-
 # --- sales -------------------------------------------------------------------------
 
 
-def _products() -> tuple[dict[str, Product], dict[str, list[Product]]]:
-    by_key: dict[str, Product] = {}
-    by_name: dict[str, list[Product]] = defaultdict(list)
-    for product in db.session.scalars(select(Product).where(Product.status != "archived")):
-        by_key[str(product.id)] = product
-        by_key[product.slug.lower()] = product
-        by_name[_fold(product.name)].append(product)
-    return by_key, by_name
-
-
-def _find_product(text: str, by_key, by_name) -> Product:
-    folded = _fold(text)
-    if not folded:
-        raise OfflineError(_("请填写商品。"))
-    if folded in by_key:
-        return by_key[folded]
-    matches = by_name.get(folded, [])
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise OfflineError(_("有多个商品叫“%(name)s”，请改填商品编号。", name=text.strip()))
-    raise OfflineError(_("系统里没有商品“%(name)s”（或已归档）。", name=text.strip()))
-
-
 def _check_sales(batch: ImportBatch) -> Preview:
+    """Check every row of a sales batch: each column (:mod:`.import_checks`), then
+    the whole sale, duplicates inside the file, rows already recorded and, for all
+    new rows together, the stock. Products are loaded once, recorded rows in one query."""
     positions, body = _records(batch.content, SALES_COLUMNS, SALES_REQUIRED)
-    by_key, by_name = _products()
-    posted_keys = set()
+    lookup = checks.SalesLookup.load()
+    defaults = checks.BatchDefaults(
+        batch.channel, batch.session_name, batch.starts_on, batch.ends_on
+    )
+    today = datetime.now(SHANGHAI).date()
     rows: list[RowResult] = []
     occurrences: Counter = Counter()
     receipts: dict[tuple, int] = {}
-    wanted: Counter = Counter()
-    today = datetime.now(SHANGHAI).date()
     for number, raw in body:
-        cells = _cells(positions, raw)
-        row = RowResult(number, cells)
+        row = RowResult(number, _cells(positions, raw))
         rows.append(row)
-
-        def attempt(fn, *args, row=row):
-            try:
-                return fn(*args)
-            except OfflineError as error:
-                row.errors.append(error.message)
-                return None
-
-        sold_at = attempt(parse_when, cells.get("date", ""))
-        product = attempt(_find_product, cells.get("product", ""), by_key, by_name)
-        quantity_text = cells.get("quantity", "")
-        quantity = int(quantity_text) if quantity_text.isdigit() else None
-        if quantity is None or not 1 <= quantity <= 9999:
-            row.errors.append(_("数量须为 1 到 9999 的整数。"))
-        price = None
-        if cells.get("unit_price"):
-            price = attempt(parse_yuan, cells["unit_price"], _("单价"))
-        elif product is not None:
-            price = product.price_fen
-        if price is not None and price <= 0:
-            row.errors.append(_("单价须大于零。"))
-        if cells.get("amount") and price and quantity:
-            amount = attempt(parse_yuan, cells["amount"], _("金额"))
-            if amount is not None and amount != price * quantity:
-                row.errors.append(
-                    _(
-                        "金额 %(amount)s 与 单价×数量 %(computed)s 不符。",
-                        amount=format_fen(amount),
-                        computed=format_fen(price * quantity),
-                    )
-                )
-        channel = batch.channel or "event"
-        if cells.get("channel"):
-            channel = _lookup(CHANNEL_WORDS, cells["channel"]) or ""
-            if not channel:
-                row.errors.append(_("渠道须是扶贫馆、活动或直播。"))
-        session_name = cells.get("session") or batch.session_name
-        if channel in ("event", "live") and not session_name:
-            row.errors.append(_("请填写活动或直播场次的名称。"))
-        if len(session_name) > 80:
-            row.errors.append(_("活动/场次名称不能超过80个字。"))
-        payment = _lookup(PAYMENT_WORDS, cells.get("payment", ""))
-        if payment is None:
-            row.errors.append(_("付款方式须是现金、微信、支付宝、银行卡、转账或其他。"))
-        buyer = cells.get("buyer", "")
-        display = "masked" if buyer else "anonymous"
-        if cells.get("display"):
-            display = _lookup(DISPLAY_WORDS, cells["display"]) or ""
-            if not display:
-                row.errors.append(_("爱心榜展示须是实名打码、昵称或匿名。"))
-        if display in ("masked", "nickname") and not buyer:
-            row.errors.append(_("选择实名打码或昵称时，请填写购买人。"))
-        if len(buyer) > 40:
-            row.errors.append(_("购买人不能超过40个字。"))
-        organization = cells.get("organization", "")
-        receipt = cells.get("receipt_no", "")
-        if len(receipt) > 40:
-            row.errors.append(_("单号不能超过40个字。"))
-        if sold_at is not None:
-            day = sold_at.astimezone(SHANGHAI).date()
-            if day > today + timedelta(days=1):
-                row.errors.append(_("日期在未来：%(day)s。", day=day.isoformat()))
-            elif (
-                channel == batch.channel
-                and session_name == batch.session_name
-                and (
-                    (batch.starts_on and day < batch.starts_on)
-                    or (batch.ends_on and day > batch.ends_on)
-                )
-            ):
-                row.errors.append(_("日期 %(day)s 不在本场活动的起止日期内。", day=day.isoformat()))
-        if row.errors:
+        row.value = _checked_sale(row, defaults, lookup, today, receipts, occurrences)
+        if row.value is None:
             row.status = "error"
-            continue
-        name_for_key = "" if channel == "hall" else session_name
-        sale = SaleInput(
-            product_id=product.id,
-            quantity=quantity,
-            unit_price_fen=price,
-            payment_method=payment,
-            board_display=display,
-            board_name=public_identity(display, buyer, buyer).label,
-            organization=organization[:120],
-            sold_at=sold_at,
-            receipt_no=receipt,
-        )
-        try:
-            validate_sale(sale)
-        except OfflineError as error:
-            row.errors.append(error.message)
-            row.status = "error"
-            continue
-        if receipt:
-            earlier = receipts.get((channel, name_for_key, receipt))
-            if earlier:
-                row.errors.append(_("单号 %(no)s 与第 %(row)s 行重复。", no=receipt, row=earlier))
-                row.status = "error"
-                continue
-            receipts[(channel, name_for_key, receipt)] = number
-            occurrence = 1
-        else:
-            content = (channel, name_for_key, sale)
-            occurrences[content] += 1
-            occurrence = occurrences[content]
-        key = sale_row_key(channel, name_for_key, sale, occurrence)
-        row.amount_fen = price * quantity
-        row.value = ((channel, session_name), sale, key)
-        existing = db.session.scalar(select(OfflineSale).where(OfflineSale.row_key == key))
-        if existing is not None:
-            same = (existing.product_id, existing.quantity, existing.unit_price_fen) == (
-                sale.product_id,
-                sale.quantity,
-                sale.unit_price_fen,
+    _match_recorded(rows)
+    _check_stock(rows, lookup.products())
+    return Preview(batch, rows, [])
+
+
+def _checked_sale(row: RowResult, defaults, lookup, today, receipts, occurrences):
+    """The row as a :class:`~.import_checks.CheckedSale`, or None (errors on the row).
+
+    ``receipts`` (receipt → first row) and ``occurrences`` (identical rows so far)
+    carry what the earlier rows of the file said."""
+    values = checks.check_sale_cells(row.cells, defaults, lookup, today, row.errors)
+    if row.errors:
+        return None
+    sale = SaleInput(
+        product_id=values.product.id,
+        quantity=values.quantity,
+        unit_price_fen=values.unit_price_fen,
+        payment_method=values.payment,
+        board_display=values.display,
+        board_name=public_identity(values.display, values.buyer, values.buyer).label,
+        organization=values.organization[:120],
+        sold_at=values.sold_at,
+        receipt_no=values.receipt_no,
+    )
+    try:
+        validate_sale(sale)
+    except OfflineError as error:
+        row.errors.append(error.message)
+        return None
+    channel = values.channel
+    name_for_key = "" if channel == "hall" else values.session_name
+    if sale.receipt_no:
+        earlier = receipts.get((channel, name_for_key, sale.receipt_no))
+        if earlier:
+            row.errors.append(
+                _("单号 %(no)s 与第 %(row)s 行重复。", no=sale.receipt_no, row=earlier)
             )
-            if not same:
-                row.errors.append(_("单号 %(no)s 已入账，但内容不同。", no=receipt))
-                row.status = "error"
-            else:
-                row.status = "posted"
-                posted_keys.add(key)
+            return None
+        receipts[(channel, name_for_key, sale.receipt_no)] = row.number
+        occurrence = 1
+    else:
+        content = (channel, name_for_key, sale)
+        occurrences[content] += 1
+        occurrence = occurrences[content]
+    row.amount_fen = sale.unit_price_fen * sale.quantity
+    key = sale_row_key(channel, name_for_key, sale, occurrence)
+    return checks.CheckedSale((channel, values.session_name), sale, key)
+
+
+def _match_recorded(rows: list[RowResult]) -> None:
+    """Rows whose key is recorded already: ``posted`` if the record says the same,
+    an error if it differs (one query for the whole file)."""
+    checked = [r for r in rows if r.status == "new"]
+    recorded = checks.posted_sales([r.value.key for r in checked])
+    for row in checked:
+        existing = recorded.get(row.value.key)
+        if existing is None:
             continue
-        wanted[product.id] += quantity
-    # Stock for all new rows together, named on the first row of each product short of it.
-    products = {p.id: p for p in by_key.values()}
+        sale = row.value.sale
+        same = (existing.product_id, existing.quantity, existing.unit_price_fen) == (
+            sale.product_id,
+            sale.quantity,
+            sale.unit_price_fen,
+        )
+        if same:
+            row.status = "posted"
+        else:
+            row.errors.append(_("单号 %(no)s 已入账，但内容不同。", no=sale.receipt_no))
+            row.status = "error"
+
+
+def _check_stock(rows: list[RowResult], products: dict[int, Product]) -> None:
+    """Stock for all new rows together, named on the first row of each product short of it."""
+    wanted: Counter = Counter()
+    for row in rows:
+        if row.status == "new":
+            wanted[row.value.sale.product_id] += row.value.sale.quantity
     for product_id, quantity in wanted.items():
         product = products[product_id]
         if quantity > product.stock:
             first = next(
-                r
-                for r in rows
-                if r.status == "new" and r.value and r.value[1].product_id == product_id
+                r for r in rows if r.status == "new" and r.value.sale.product_id == product_id
             )
             first.errors.append(
                 _(
@@ -451,7 +313,6 @@ def _check_sales(batch: ImportBatch) -> Preview:
                 )
             )
             first.status = "error"
-    return Preview(batch, rows, [])
 
 
 # --- income ------------------------------------------------------------------------
@@ -466,29 +327,9 @@ def _check_income(batch: ImportBatch) -> Preview:
         cells = _cells(positions, raw)
         row = RowResult(number, cells)
         rows.append(row)
-        channel = _lookup(INCOME_CHANNEL_WORDS, cells.get("channel", ""))
-        if channel is None:
-            row.errors.append(_("类别须是土地租金、务工工资、分红或合作社。"))
-        values = {}
+        channel = checks.check_income_channel(cells.get("channel", ""), row.errors)
         try:
-            for name, label in (("quantity", _("数量")), ("rate", _("单价"))):
-                values[name] = None
-                if cells.get(name):
-                    if name == "rate":
-                        values[name] = parse_yuan(cells[name], label)
-                    else:
-                        values[name] = income_services.parse_hundredths(cells[name], name, label)
-            values["amount"] = (
-                parse_yuan(cells["amount"], _("金额")) if cells.get("amount") else None
-            )
-            if channel == "coop" and values["quantity"] is None and values["rate"] is not None:
-                values["quantity"] = 100  # one membership
-            payer = (
-                income_services.parse_payer(cells["payer"])
-                if cells.get("payer")
-                else (batch.session_name or income_services.default_payer(channel or "dividend"))
-            )
-            paid_on = _parse_day(cells["paid_on"]) if cells.get("paid_on") else None
+            values = checks.check_income_cells(cells, channel, batch.session_name)
         except OfflineError as error:
             row.errors.append(error.message)
         if row.errors:
@@ -500,12 +341,12 @@ def _check_income(batch: ImportBatch) -> Preview:
                     household_code=cells.get("household_code", ""),
                     channel=channel,
                     period=cells.get("period", ""),
-                    payer_account=payer,
-                    quantity_hundredths=values["quantity"],
-                    rate_fen=values["rate"],
-                    amount_fen=values["amount"],
+                    payer_account=values.payer_account,
+                    quantity_hundredths=values.quantity_hundredths,
+                    rate_fen=values.rate_fen,
+                    amount_fen=values.amount_fen,
                     memo=cells.get("memo", ""),
-                    paid_on=paid_on,
+                    paid_on=values.paid_on,
                 ),
                 households,
             )

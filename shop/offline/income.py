@@ -31,6 +31,7 @@ from shop.offline.services import OfflineError
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4]|-H[12])?$")
 MAX_AMOUNT_FEN = 100_000_000  # ¥1,000,000 to one household at once: surely a typo
 DEFAULT_COOP = "coop:双井村树莓专业合作社"
+COOP_SHARE_HUNDREDTHS = 100  # one co-op membership, as a quantity in hundredths
 
 
 def channel_labels() -> dict[str, str]:
@@ -103,6 +104,16 @@ def parse_period(text: str) -> str:
     if not PERIOD.match(value):
         raise OfflineError(_("期间请写成 2026、2026-03、2026-Q1 或 2026-H1 这样的格式。"), "period")
     return value
+
+
+def default_quantity(
+    channel: str | None, quantity_hundredths: int | None, rate_fen: int | None
+) -> int | None:
+    """The quantity (hundredths) to book: as given, except that a co-op rate with no
+    quantity means one membership share."""
+    if channel == "coop" and quantity_hundredths is None and rate_fen is not None:
+        return COOP_SHARE_HUNDREDTHS
+    return quantity_hundredths
 
 
 def parse_hundredths(text: str, field: str, label: str) -> int:
