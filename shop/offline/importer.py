@@ -320,7 +320,15 @@ def _check_stock(rows: list[RowResult], products: dict[int, Product]) -> None:
 
 def _check_income(batch: ImportBatch) -> Preview:
     positions, body = _records(batch.content, INCOME_COLUMNS, INCOME_REQUIRED)
-    households = {h.code: h for h in db.session.scalars(select(Household))}
+    codes = [
+        cells[positions["household_code"]].strip().upper()
+        for _n, cells in body
+        if positions["household_code"] < len(cells)
+    ]
+    households = {
+        h.code: h for h in db.session.scalars(select(Household).where(Household.code.in_(codes)))
+    }
+    recorded = income_services.recorded_income(codes)
     seen: dict[tuple, int] = {}
     rows: list[RowResult] = []
     for number, raw in body:
@@ -349,6 +357,7 @@ def _check_income(batch: ImportBatch) -> Preview:
                     paid_on=values.paid_on,
                 ),
                 households,
+                recorded,
             )
         except (OfflineError, LedgerError) as error:
             row.errors.append(getattr(error, "message", str(error)))
@@ -522,61 +531,15 @@ def roster_csv(
     payer: str = "",
     days: dict[str, int] | None = None,
 ) -> bytes:
-    """The register's households for one channel as an income CSV, ready to preview:
-    land (each household's mu × rent per mu), wages (days, when given, × daily rate —
-    otherwise a sheet to fill in), dividends (a pool split by weight with the
-    largest-remainder method) or co-op (one share each × amount per share)."""
-    households = income_services.roster_households(channel)
-    label = {"land": "土地租金", "wages": "务工工资", "dividend": "分红", "coop": "合作社"}[channel]
-    payer = payer or income_services.default_payer(channel)
-    rows = []
-    if channel == "dividend":
-        from ledger import dividend_parts
-
-        weights = income_services.dividend_weights(households, basis)
-        if not weights:
-            raise OfflineError(_("名册里没有符合条件的农户。"))
-        parts = dividend_parts(pool_fen, weights)
-        for code in sorted(parts):
-            if parts[code]:
-                rows.append(
-                    [
-                        code,
-                        label,
-                        period,
-                        str(weights[code]),
-                        "",
-                        format_fen_plain(parts[code]),
-                        payer,
-                        "",
-                        f"分红池 {format_fen_plain(pool_fen)} 元按权重分配",
-                    ]
-                )
-    else:
-        for household in households:
-            if channel == "land":
-                quantity = f"{household.land_mu:.2f}"
-            elif channel == "wages":
-                quantity = (
-                    format_fen_plain(days[household.code])
-                    if days and household.code in days
-                    else ""
-                )
-            else:
-                quantity = "1"
-            rows.append(
-                [
-                    household.code,
-                    label,
-                    period,
-                    quantity,
-                    format_fen_plain(rate_fen),
-                    "",
-                    payer,
-                    "",
-                    "",
-                ]
-            )
-    if not rows:
-        raise OfflineError(_("名册里没有符合条件的农户。"))
+    """The register's households for one channel as an income CSV, ready to preview
+    (the rows are :func:`~shop.offline.income.roster_rows`'). Raises OfflineError."""
+    rows = income_services.roster_rows(channel, period, rate_fen, pool_fen, basis, payer, days)
     return csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)
+
+
+def roster_file(roster: income_services.Roster) -> bytes:
+    """The CSV for a checked roster form (:func:`~shop.offline.income.check_roster`)."""
+    return roster_csv(
+        roster.channel, roster.period, roster.rate_fen, roster.pool_fen, roster.basis,
+        roster.payer,
+    )  # fmt: skip
