@@ -33,7 +33,7 @@ from shop.csv_input import (
     require_header,
     template_header,
 )
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen_plain
 from shop.households.models import Household
@@ -161,8 +161,8 @@ def create_batch(
         ends_on=ends_on,
         created_by_id=user_id,
     )
-    db.session.add(batch)
-    db.session.commit()
+    with transaction(db.session):
+        db.session.add(batch)
     return batch
 
 
@@ -429,54 +429,57 @@ def confirm(batch_id: int, user_id: int | None = None) -> Preview:
     result = preview(batch)
     if not result.ok:
         raise ImportFailed(result.errors)
-    posted = 0
     try:
-        if batch.purpose == "sales":
-            sale_rows = []
-            for row in result.new_rows:
-                (channel, session_name), sale, key = row.value
-                starts_on = ends_on = None
-                if channel == batch.channel and session_name == batch.session_name:
-                    starts_on, ends_on = batch.starts_on, batch.ends_on
-                day = sale.sold_at.astimezone(SHANGHAI).date()
-                sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
-                sale_rows.append(SaleRow(sales_session, sale, key, batch.id, row.number))
-            try:
-                # One append to the ledger for the whole file.
-                outcomes = post_sale_rows(sale_rows, user_id)
-            except RowError as error:
-                raise ImportFailed(
-                    [_("第 %(row)s 行：%(msg)s", row=error.row_number, msg=error.message)]
-                ) from None
-            posted = sum(int(created) for _record, created in outcomes)
-        else:
-            for row in result.new_rows:
-                _record, created = income_services.post_clean(
-                    row.value, batch.id, row.number, user_id
-                )
-                posted += int(created)
-        batch.status = "posted"
-        batch.posted_at = utcnow()
-        batch.row_count = len(result.rows)
-        batch.total_fen = result.new_total_fen
-        batch.posted_rows = posted
-        batch.skipped_rows = len(result.rows) - posted
-        db.session.commit()
-    except ImportFailed:
-        db.session.rollback()
-        raise
+        with transaction(db.session):
+            if batch.purpose == "sales":
+                posted = _post_sales(batch, result.new_rows, user_id)
+            else:
+                posted = _post_income(batch, result.new_rows, user_id)
+            batch.status = "posted"
+            batch.posted_at = utcnow()
+            batch.row_count = len(result.rows)
+            batch.total_fen = result.new_total_fen
+            batch.posted_rows = posted
+            batch.skipped_rows = len(result.rows) - posted
     except LedgerError as error:
-        db.session.rollback()
         raise ImportFailed([_("记账失败，什么都没有写入：%(reason)s", reason=str(error))]) from None
     except OfflineError as error:
-        db.session.rollback()
         raise ImportFailed([error.message]) from None
     except IntegrityError:
-        db.session.rollback()
         raise ImportFailed(
             [_("这批数据刚刚被别人同时确认了，什么都没有重复写入。请刷新查看。")]
         ) from None
     return result
+
+
+def _post_sales(batch: ImportBatch, rows: list[RowResult], user_id: int | None) -> int:
+    """Post the new sales rows in one append to the ledger (flush, no commit); returns
+    how many were created. Raises ImportFailed naming a row short of stock."""
+    sale_rows = []
+    for row in rows:
+        (channel, session_name), sale, key = row.value
+        starts_on = ends_on = None
+        if channel == batch.channel and session_name == batch.session_name:
+            starts_on, ends_on = batch.starts_on, batch.ends_on
+        day = sale.sold_at.astimezone(SHANGHAI).date()
+        sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
+        sale_rows.append(SaleRow(sales_session, sale, key, batch.id, row.number))
+    try:
+        outcomes = post_sale_rows(sale_rows, user_id)
+    except RowError as error:
+        raise ImportFailed(
+            [_("第 %(row)s 行：%(msg)s", row=error.row_number, msg=error.message)]
+        ) from None
+    return sum(int(created) for _record, created in outcomes)
+
+
+def _post_income(batch: ImportBatch, rows: list[RowResult], user_id: int | None) -> int:
+    """Post the new income rows (flush, no commit); returns how many were created."""
+    posted = 0
+    for row in rows:
+        _record, created = income_services.post_clean(row.value, batch.id, row.number, user_id)
+        posted += int(created)
+    return posted
 
 
 def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:

@@ -6,8 +6,8 @@ row beside each. Keys come from the cause — channel, period, household — so 
 income cannot be booked twice (by hand or by re-uploading a file). After a reversal the
 same income may be booked again, under the next revision of the key (``…#2``).
 
-Public functions own their transaction: commit on success, roll back before raising
-:class:`~shop.offline.services.OfflineError`.
+Public functions own their transaction (``shop.db.transaction``): commit on success,
+roll back before raising :class:`~shop.offline.services.OfflineError`.
 """
 
 import re
@@ -33,7 +33,7 @@ from ledger import (
 from ledger import reverse_income as reverse_ledger_income
 from shop.benefits.services import PROGRAMME_COLLECTIVE
 from shop.boards.reads import programme_totals
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.households.models import Enterprise, Household
 from shop.money import format_fen, format_fen_plain, parse_typed_hundredths
@@ -398,14 +398,10 @@ def record_income(values: IncomeInput, user_id: int | None = None) -> tuple[Hous
     """Book one household's income; commits. Returns (row, created) — ``created`` is
     False when exactly this income was already booked. Raises :class:`OfflineError`."""
     try:
-        clean = check_income(values)
-        record, created = post_clean(clean, user_id=user_id)
-        db.session.commit()
-    except OfflineError:
-        db.session.rollback()
-        raise
+        with transaction(db.session):
+            clean = check_income(values)
+            record, created = post_clean(clean, user_id=user_id)
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
     return record, created
 
@@ -428,25 +424,24 @@ def reverse_income(income_id: int, user_id: int | None = None) -> HouseholdIncom
     if record.reversal_transaction_id is not None:
         return record
     try:
-        posted = reverse_ledger_income(
-            db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
-        )
-        db.session.execute(
-            update(HouseholdIncome)
-            .where(
-                HouseholdIncome.id == record.id, HouseholdIncome.reversal_transaction_id.is_(None)
+        with transaction(db.session):
+            posted = reverse_ledger_income(
+                db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
             )
-            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+            db.session.execute(
+                update(HouseholdIncome)
+                .where(
+                    HouseholdIncome.id == record.id,
+                    HouseholdIncome.reversal_transaction_id.is_(None),
+                )
+                .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
     except Overdrawn:
-        db.session.rollback()
         raise OfflineError(
             _("该户的这笔收入已打款到银行卡，账上余额不足以冲销。请与农户协商后另行处理。")
         ) from None
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
     db.session.refresh(record)
     return record

@@ -15,8 +15,8 @@ Times: the ledger books a sale when it is recorded (the chain's time is the time
 writing, and the benefit rule in force then applies); the day the goods were sold is
 ``OfflineSale.sold_at``, which reports group by. Money is integer fen throughout.
 
-Public functions own their transaction: they commit on success and roll back before
-raising :class:`OfflineError`.
+Public functions own their transaction (``shop.db.transaction``): they commit on
+success and roll back before raising :class:`OfflineError`.
 """
 
 import csv
@@ -40,7 +40,7 @@ from ledger import (
 )
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen_plain
@@ -340,13 +340,12 @@ def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) ->
         raise OfflineError(_("页面已过期，请刷新后重试。"))
     validate_sale(sale)
     try:
-        hall = get_session("hall")
-        record, _created = post_sale_row(hall, sale, f"offline_sale:hall:{token}", user_id=user_id)
-        db.session.commit()
-    except (OfflineError, LedgerError) as error:
-        db.session.rollback()
-        if isinstance(error, OfflineError):
-            raise
+        with transaction(db.session):
+            hall = get_session("hall")
+            record, _created = post_sale_row(
+                hall, sale, f"offline_sale:hall:{token}", user_id=user_id
+            )
+    except LedgerError as error:
         raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
     return record
 
@@ -402,29 +401,28 @@ def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True)
     if record.reversal_transaction_id is not None:
         return record
     try:
-        posted = post_refund(
-            db.session,
-            f"offline_refund:{record.id}",
-            record.row_key,
-            record.total_fen,
-            memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
-        )
-        changed = db.session.execute(
-            update(OfflineSale)
-            .where(OfflineSale.id == record.id, OfflineSale.reversal_transaction_id.is_(None))
-            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if changed == 1 and restock:
-            db.session.execute(
-                update(Product)
-                .where(Product.id == record.product_id)
-                .values(stock=Product.stock + record.quantity)
-                .execution_options(synchronize_session=False)
+        with transaction(db.session):
+            posted = post_refund(
+                db.session,
+                f"offline_refund:{record.id}",
+                record.row_key,
+                record.total_fen,
+                memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
             )
-        db.session.commit()
+            changed = db.session.execute(
+                update(OfflineSale)
+                .where(OfflineSale.id == record.id, OfflineSale.reversal_transaction_id.is_(None))
+                .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed == 1 and restock:
+                db.session.execute(
+                    update(Product)
+                    .where(Product.id == record.product_id)
+                    .values(stock=Product.stock + record.quantity)
+                    .execution_options(synchronize_session=False)
+                )
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
     db.session.refresh(record)
     return record
