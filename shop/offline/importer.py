@@ -96,7 +96,7 @@ class RowResult:
     errors: list[str] = field(default_factory=list)
     amount_fen: int = 0
     share_note: str = ""
-    value: object = None  # the checked row (sales: (session args, SaleInput, key))
+    value: object = None  # the checked row: a CheckedSale, or a CleanIncome
 
 
 @dataclass

@@ -1,5 +1,5 @@
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -344,15 +344,11 @@ def reverse_income(income_id: int):
 @role_required("staff")
 def reports():
     form = ReportForm(request.args)
-    today = datetime.now(SHANGHAI).date()
     form.validate()
-    end = form.end.data or today
-    start = form.start.data or date(end.year, 1, 1)
-    if start > end:
-        start, end = end, start
-    if end - start > timedelta(days=3660):
-        start = end - timedelta(days=3660)
-    group = form.group.data if form.group.data in ("channel", "product", "day") else "channel"
+    chosen = services.report_range(
+        services.ReportInput(form.group.data, form.start.data, form.end.data)
+    )
+    group, start, end = chosen.group, chosen.start, chosen.end
     rows = services.sales_report(group, start, end)
     if request.args.get("format") == "csv":
         return _csv_response(

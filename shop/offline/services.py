@@ -440,6 +440,41 @@ class ReportRow:
     beneficiary_fen: int = 0
 
 
+REPORT_GROUPS = ("channel", "product", "day")
+MAX_REPORT_DAYS = 3660
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """The report form as given (any of it may be missing or invalid)."""
+
+    group: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    group: str
+    start: date
+    end: date
+
+
+def report_range(entry: ReportInput, today: date | None = None) -> ReportRange:
+    """Decide what the report covers: up to ``end`` (default today, Asia/Shanghai) from
+    ``start`` (default 1 January of that year), swapped if reversed, at most
+    :data:`MAX_REPORT_DAYS` days; grouped by channel unless product or day is asked."""
+    today = today or datetime.now(SHANGHAI).date()
+    end = entry.end or today
+    start = entry.start or date(end.year, 1, 1)
+    if start > end:
+        start, end = end, start
+    if end - start > timedelta(days=MAX_REPORT_DAYS):
+        start = end - timedelta(days=MAX_REPORT_DAYS)
+    group = entry.group if entry.group in REPORT_GROUPS else "channel"
+    return ReportRange(group, start, end)
+
+
 def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
     """Sales from ``start`` to ``end`` (Asia/Shanghai days, inclusive) by channel,
     product or day, online and offline together, from the ledger's sale lines.
