@@ -359,22 +359,40 @@ class IncomeCells:
     paid_on: date | None
 
 
-def check_income_cells(cells: dict[str, str], channel: str | None, default_payer: str):
+def check_income_quantity(text: str) -> int | None:
+    """Mu, days, weight or shares, in hundredths; None when blank."""
+    return income_services.parse_hundredths(text, "quantity", _("数量")) if text else None
+
+
+def check_income_money(text: str, label: str) -> int | None:
+    """A rate or amount in fen; None when blank."""
+    return parse_yuan(text, label) if text else None
+
+
+def check_payer(text: str, channel: str | None, default_payer: str) -> str:
+    """The payer's account; blank: the upload's default payer, else the channel's usual."""
+    if text:
+        return income_services.parse_payer(text)
+    return default_payer or income_services.default_payer(channel or "dividend")
+
+
+def check_paid_on(text: str) -> date | None:
+    return parse_day(text) if text else None
+
+
+def check_income_cells(
+    cells: dict[str, str], channel: str | None, default_payer: str
+) -> IncomeCells:
     """Quantity, rate, amount, payer and payday of one income row; raises OfflineError
-    at the first that cannot be read. A co-op rate without a quantity is one share; a
-    blank payer is ``default_payer`` (the upload's), else the channel's usual payer."""
-    quantity = (
-        income_services.parse_hundredths(cells["quantity"], "quantity", _("数量"))
-        if cells.get("quantity")
-        else None
+    at the first that cannot be read. A co-op rate without a quantity is one share
+    (:func:`~shop.offline.income.default_quantity`)."""
+    quantity = check_income_quantity(cells.get("quantity", ""))
+    rate = check_income_money(cells.get("rate", ""), _("单价"))
+    amount = check_income_money(cells.get("amount", ""), _("金额"))
+    return IncomeCells(
+        quantity_hundredths=income_services.default_quantity(channel, quantity, rate),
+        rate_fen=rate,
+        amount_fen=amount,
+        payer_account=check_payer(cells.get("payer", ""), channel, default_payer),
+        paid_on=check_paid_on(cells.get("paid_on", "")),
     )
-    rate = parse_yuan(cells["rate"], _("单价")) if cells.get("rate") else None
-    amount = parse_yuan(cells["amount"], _("金额")) if cells.get("amount") else None
-    quantity = income_services.default_quantity(channel, quantity, rate)
-    payer = (
-        income_services.parse_payer(cells["payer"])
-        if cells.get("payer")
-        else (default_payer or income_services.default_payer(channel or "dividend"))
-    )
-    paid_on = parse_day(cells["paid_on"]) if cells.get("paid_on") else None
-    return IncomeCells(quantity, rate, amount, payer, paid_on)
