@@ -16,11 +16,10 @@ households in one file is refused; do it in two imports.
 
 Files may be UTF-8 (with or without BOM) or GB18030/GBK, which is what Excel in China
 saves as "CSV (逗号分隔)". Excel workbooks (.xlsx/.xls), UTF-16 text and other binary
-files are refused with a message saying how to save a CSV instead.
+files are refused with a message saying how to save a CSV instead: the reading rules
+(encodings, delimiters, header matching) are :mod:`shop.csv_input`'s.
 """
 
-import csv
-import io
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -29,6 +28,18 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from shop.csv_input import (
+    Columns,
+    ImportFailed,
+    column_labels,
+    csv_bytes,
+    data_rows,
+    decode,
+    match_header,
+    read_records,
+    require_header,
+    template_header,
+)
 from shop.extensions import db
 from shop.households import services
 from shop.households.models import Household, Village
@@ -39,7 +50,7 @@ MAX_IMPORT_ROWS = 5000
 MAX_ERRORS_LISTED = 100
 
 # (field, header as written in the template, other accepted spellings)
-COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+COLUMNS: Columns = [
     ("code", "户编码", ("户号", "编码", "code", "household_code")),
     ("head_name", "户主姓名", ("户主", "姓名", "head_name", "name")),
     ("id_number", "身份证号", ("身份证号码", "身份证", "id_number", "id_card")),
@@ -61,27 +72,7 @@ FALSE_WORDS = {"否", "0", "no", "n", "false", "", "×", "无"}
 EXAMPLE_ID = "11010119000101009X"  # born 1900-01-01: valid check digit, nobody's ID
 
 
-def _header_key(text: str) -> str:
-    # Fold full-width forms and case, drop spaces and the "*" people put on required
-    # columns, so "流转土地（亩）", " 身份证号* " and "ID_Number" all match.
-    folded = unicodedata.normalize("NFKC", text or "").lower()
-    return "".join(ch for ch in folded if not ch.isspace() and ch not in "*＊\ufeff")
-
-
-HEADER_LOOKUP = {
-    _header_key(name): field_name
-    for field_name, label, aliases in COLUMNS
-    for name in (label, field_name, *aliases)
-}
-LABELS = {field_name: label for field_name, label, _aliases in COLUMNS}
-
-
-class ImportFailed(Exception):
-    """The file was not imported; ``errors`` are sentences for the user."""
-
-    def __init__(self, errors: list[str]):
-        super().__init__("; ".join(errors))
-        self.errors = errors
+LABELS = column_labels(COLUMNS)
 
 
 @dataclass
@@ -110,71 +101,24 @@ def _limit(name: str, default: int) -> int:
     return int(current_app.config.get(name, default))
 
 
-def decode(data: bytes) -> str:
-    """Bytes → text: UTF-8 (BOM optional), else GB18030 (a superset of GBK/GB2312).
-
-    Raises ImportFailed for empty files, spreadsheets and other binary content.
-    """
-    if not data or not data.strip(b" \t\r\n\xef\xbb\xbf"):
-        raise ImportFailed([_("文件是空的，请选择填好的 CSV 文件。")])
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise ImportFailed(
-            [_("这是 Excel 工作簿，不是 CSV。请在 Excel 中“另存为 CSV（逗号分隔）”再上传。")]
-        )
-    if b"\x00" in data[:4096] or data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportFailed(
-            [_("文件不是 CSV 文本（可能是图片、Word 或 Unicode 文本），请另存为 CSV 再上传。")]
-        )
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in text):
-            break
-        return text
-    raise ImportFailed([_("无法读取文件内容：请上传 UTF-8 或 GBK 编码的 CSV 文件。")])
-
-
-def _delimiter(text: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {d: first.count(d) for d in (",", "\t", ";")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def _read_records(text: str) -> list[list[str]]:
-    try:
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
-    except csv.Error:
-        raise ImportFailed([_("文件不是有效的 CSV，请用 Excel 另存为 CSV 后再上传。")]) from None
-
-
 def _parse_header(cells: list[str]) -> dict[str, int]:
-    positions: dict[str, int] = {}
-    problems: list[str] = []
-    unknown = []
-    for index, cell in enumerate(cells):
-        key = _header_key(cell)
-        if not key:
-            continue
-        field_name = HEADER_LOOKUP.get(key)
-        if field_name is None:
-            unknown.append(cell.strip())
-        elif field_name in positions:
-            problems.append(_("“%(name)s”这一列出现了两次。", name=LABELS[field_name]))
-        else:
-            positions[field_name] = index
+    match = match_header(cells, COLUMNS)
+    problems = [
+        _("“%(name)s”这一列出现了两次。", name=LABELS[name])
+        for kind, name in match.problems
+        if kind == "duplicate"
+    ]
+    unknown = [cell for kind, cell in match.problems if kind == "unknown"]
     if unknown:
         problems.append(_("不认识的列：%(cols)s。", cols="、".join(f"“{c}”" for c in unknown)))
-    missing = [LABELS[f] for f in REQUIRED if f not in positions]
+    missing = [LABELS[f] for f in REQUIRED if f not in match.positions]
     if missing:
         problems.append(_("缺少必填的列：%(cols)s。", cols="、".join(missing)))
     if problems:
-        expected = ",".join(label for _f, label, _a in COLUMNS)
-        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=expected))
+        header = template_header(COLUMNS)
+        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=header))
         raise ImportFailed([_("第 1 行：%(msg)s", msg=p) for p in problems])
-    return positions
+    return match.positions
 
 
 def parse_bool(value: str, field_name: str) -> bool:
@@ -236,23 +180,18 @@ def import_households(data: bytes) -> ImportSummary:
     if len(data) > max_bytes:
         size = f"{max_bytes / 2**20:g}"
         raise ImportFailed([_("文件太大（超过 %(n)s MB），请分成几个文件导入。", n=size)])
-    records = _read_records(decode(data))
-    if not records or not any(cell.strip() for cell in records[0]):
-        raise ImportFailed([_("第 1 行应是表头，但它是空的。请对照模板填写。")])
-    positions = _parse_header(records[0])
+    records = read_records(decode(data))
+    header = require_header(records)
+    positions = _parse_header(header)
 
-    body = [
-        (number, cells)
-        for number, cells in enumerate(records[1:], start=2)
-        if any(cell.strip() for cell in cells)
-    ]
+    body = data_rows(records)
     if not body:
         raise ImportFailed([_("文件里只有表头，没有要导入的农户。")])
     max_rows = _limit("HOUSEHOLD_IMPORT_MAX_ROWS", MAX_IMPORT_ROWS)
     if len(body) > max_rows:
         raise ImportFailed([_("一次最多导入 %(n)s 户，请分成几个文件。", n=max_rows)])
 
-    rows, errors = _check_rows(body, positions, len(records[0]))
+    rows, errors = _check_rows(body, positions, len(header))
     if errors:
         if len(errors) > MAX_ERRORS_LISTED:
             total = len(errors)
@@ -401,8 +340,6 @@ def template_csv() -> bytes:
         "dividend": "否",
         "coop_member": "否",
     }
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([label for _f, label, _a in COLUMNS])
-    writer.writerow([example[f] for f, _label, _a in COLUMNS])
-    return buffer.getvalue().encode("utf-8-sig")
+    return csv_bytes(
+        [label for _f, label, _a in COLUMNS], [[example[f] for f, _label, _a in COLUMNS]]
+    )

@@ -5,18 +5,15 @@ every row and lists each problem with its row number (the header is row 1, as in
 Excel) → confirm, which checks every row again and posts all of them in one database
 transaction, or none. Rows already in the ledger (same key) are shown as such and
 skipped, so confirming the same file, or a file repeating some rows, posts nothing
-twice. Decoding (UTF-8 with or without BOM, GB18030/GBK) and the Excel-style header
-matching are the household importer's.
+twice. Decoding (UTF-8 with or without BOM, GB18030/GBK), delimiters and the
+Excel-style header matching are :mod:`shop.csv_input`'s, shared with the household
+importer.
 """
 
-import csv
 import hashlib
-import io
-import re
-import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -24,14 +21,25 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger import LedgerError
 from shop.catalog.models import Product
-from shop.db import utcnow
+from shop.csv_input import (
+    Columns,
+    ImportFailed,
+    column_labels,
+    csv_bytes,
+    data_rows,
+    decode,
+    match_header,
+    read_records,
+    require_header,
+    template_header,
+)
+from shop.db import transaction, utcnow
 from shop.extensions import db
-from shop.formatting import SHANGHAI, format_fen, format_fen_plain
-from shop.households.importer import ImportFailed, _delimiter, _header_key, decode
+from shop.formatting import SHANGHAI, format_fen_plain
 from shop.households.models import Household
-from shop.money import parse_typed_yuan
+from shop.offline import import_checks as checks
 from shop.offline import income as income_services
-from shop.offline.models import ImportBatch, OfflineSale
+from shop.offline.models import ImportBatch
 from shop.offline.services import (
     OfflineError,
     RowError,
@@ -48,7 +56,7 @@ from shop.public_identity import public_identity
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
 
-SALES_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+SALES_COLUMNS: Columns = [
     ("date", "日期", ("销售日期", "时间", "date")),
     ("product", "商品", ("商品名称", "品名", "商品编号", "product")),
     ("quantity", "数量", ("件数", "quantity", "qty")),
@@ -64,7 +72,7 @@ SALES_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 SALES_REQUIRED = ("date", "product", "quantity")
 
-INCOME_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+INCOME_COLUMNS: Columns = [
     ("household_code", "户编码", ("户号", "编码", "code", "household_code")),
     ("channel", "类别", ("收入类别", "收入类型", "类型", "channel")),
     ("period", "期间", ("所属期间", "年度", "月份", "period")),
@@ -77,43 +85,6 @@ INCOME_COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 INCOME_REQUIRED = ("household_code", "channel", "period")
 
-CHANNEL_WORDS = {
-    "hall": {"扶贫馆", "展销馆", "展厅", "馆内", "门店", "hall"},
-    "event": {"活动", "展销会", "展销活动", "年货节", "event"},
-    "live": {"直播", "直播间", "直播带货", "live"},
-}
-PAYMENT_WORDS = {
-    "cash": {"现金", "cash", ""},
-    "wechat": {"微信", "微信支付", "wechat"},
-    "alipay": {"支付宝", "alipay"},
-    "card": {"银行卡", "刷卡", "pos", "card"},
-    "transfer": {"转账", "对公转账", "transfer"},
-    "other": {"其他", "other"},
-}
-DISPLAY_WORDS = {
-    "masked": {"实名打码", "打码", "实名", "姓氏", "masked"},
-    "nickname": {"昵称", "nickname"},
-    "anonymous": {"匿名", "爱心人士", "不展示", "anonymous"},
-}
-INCOME_CHANNEL_WORDS = {
-    "land": {"土地", "土地租金", "土地流转", "土地流转租金", "流转租金", "land"},
-    "wages": {"工资", "务工", "务工工资", "园区务工工资", "wages"},
-    "dividend": {"分红", "产业分红", "dividend", "dividends"},
-    "coop": {"合作社", "合作社分红", "社员分红", "coop"},
-}
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text or "").strip().lower()
-
-
-def _lookup(words: dict[str, set[str]], text: str) -> str | None:
-    folded = _fold(text)
-    for value, options in words.items():
-        if folded in options:
-            return value
-    return None
-
 
 @dataclass
 class RowResult:
@@ -125,7 +96,7 @@ class RowResult:
     errors: list[str] = field(default_factory=list)
     amount_fen: int = 0
     share_note: str = ""
-    value: object = None  # the checked row (sales: (session args, SaleInput, key))
+    value: object = None  # the checked row: a CheckedSale, or a CleanIncome
 
 
 @dataclass
@@ -190,54 +161,34 @@ def create_batch(
         ends_on=ends_on,
         created_by_id=user_id,
     )
-    db.session.add(batch)
-    db.session.commit()
+    with transaction(db.session):
+        db.session.add(batch)
     return batch
 
 
 def _records(text: str, columns, required) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
-    try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
-    except csv.Error:
-        raise ImportFailed([_("文件不是有效的 CSV，请用 Excel 另存为 CSV 后再上传。")]) from None
-    if not records or not any(cell.strip() for cell in records[0]):
-        raise ImportFailed([_("第 1 行应是表头，但它是空的。请对照模板填写。")])
-    lookup = {
-        _header_key(name): field_name
-        for field_name, label, aliases in columns
-        for name in (label, field_name, *aliases)
-    }
-    labels = {f: label for f, label, _a in columns}
-    positions: dict[str, int] = {}
-    problems = []
-    for index, cell in enumerate(records[0]):
-        key = _header_key(cell)
-        if not key:
-            continue
-        name = lookup.get(key)
-        if name is None:
-            problems.append(_("不认识的列“%(col)s”。", col=cell.strip()))
-        elif name in positions:
-            problems.append(_("“%(name)s”这一列出现了两次。", name=labels[name]))
-        else:
-            positions[name] = index
-    missing = [labels[f] for f in required if f not in positions]
+    records = read_records(text)
+    match = match_header(require_header(records), columns)
+    labels = column_labels(columns)
+    problems = [
+        _("不认识的列“%(col)s”。", col=text)
+        if kind == "unknown"
+        else _("“%(name)s”这一列出现了两次。", name=labels[text])
+        for kind, text in match.problems
+    ]
+    missing = [labels[f] for f in required if f not in match.positions]
     if missing:
         problems.append(_("缺少必填的列：%(cols)s。", cols="、".join(missing)))
     if problems:
-        expected = ",".join(label for _f, label, _a in columns)
-        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=expected))
+        header = template_header(columns)
+        problems.append(_("第一行应是表头：%(header)s（可下载模板对照）。", header=header))
         raise ImportFailed([_("第 1 行：%(msg)s", msg=p) for p in problems])
-    body = [
-        (number, cells)
-        for number, cells in enumerate(records[1:], start=2)
-        if any(cell.strip() for cell in cells)
-    ]
+    body = data_rows(records)
     if not body:
         raise ImportFailed([_("文件里只有表头，没有数据行。")])
     if len(body) > MAX_ROWS:
         raise ImportFailed([_("一次最多 %(n)s 行，请分成几个文件。", n=MAX_ROWS)])
-    return positions, body
+    return match.positions, body
 
 
 def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
@@ -247,209 +198,110 @@ def _cells(positions: dict[str, int], cells: list[str]) -> dict[str, str]:
     }
 
 
-def parse_yuan(text: str, label: str) -> int:
-    try:
-        return parse_typed_yuan(text)
-    except ValueError:
-        raise OfflineError(_("“%(label)s”须是金额，例如 158 或 158.50。", label=label)) from None
-
-
-def parse_when(text: str) -> datetime:
-    """A sale's date (or date and time) as people type it, in Asia/Shanghai → UTC."""
-    raw = _fold(text).replace("年", "-").replace("月", "-").replace("日", " ").replace("/", "-")
-    raw = raw.replace(".", "-").strip()
-    match = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ t]+(\d{1,2}):(\d{2})(?::\d{2})?)?", raw)
-    if not match:
-        raise OfflineError(_("日期请写成 2026-01-20 或 2026-01-20 14:30。"))
-    year, month, day, hour, minute = match.groups()
-    try:
-        day_value = date(int(year), int(month), int(day))
-    except ValueError:
-        raise OfflineError(_("没有这一天：%(text)s。", text=text.strip())) from None
-    if hour is None:
-        moment = time(12, 0)
-    elif int(hour) < 24:
-        moment = time(int(hour), int(minute))
-    else:
-        raise OfflineError(_("时间不对：%(text)s。", text=text.strip()))
-    return datetime.combine(day_value, moment, tzinfo=SHANGHAI).astimezone(UTC)
-
-
-def _parse_day(text: str) -> date:
-    return parse_when(text).astimezone(SHANGHAI).date()
-
-
 # --- sales -------------------------------------------------------------------------
 
 
-def _products() -> tuple[dict[str, Product], dict[str, list[Product]]]:
-    by_key: dict[str, Product] = {}
-    by_name: dict[str, list[Product]] = defaultdict(list)
-    for product in db.session.scalars(select(Product).where(Product.status != "archived")):
-        by_key[str(product.id)] = product
-        by_key[product.slug.lower()] = product
-        by_name[_fold(product.name)].append(product)
-    return by_key, by_name
-
-
-def _find_product(text: str, by_key, by_name) -> Product:
-    folded = _fold(text)
-    if not folded:
-        raise OfflineError(_("请填写商品。"))
-    if folded in by_key:
-        return by_key[folded]
-    matches = by_name.get(folded, [])
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise OfflineError(_("有多个商品叫“%(name)s”，请改填商品编号。", name=text.strip()))
-    raise OfflineError(_("系统里没有商品“%(name)s”（或已归档）。", name=text.strip()))
-
-
 def _check_sales(batch: ImportBatch) -> Preview:
+    """Check every row of a sales batch: each column (:mod:`.import_checks`), then
+    the whole sale, duplicates inside the file, rows already recorded and, for all
+    new rows together, the stock. Products are loaded once, recorded rows in one query."""
     positions, body = _records(batch.content, SALES_COLUMNS, SALES_REQUIRED)
-    by_key, by_name = _products()
-    posted_keys = set()
+    lookup = checks.SalesLookup.load()
+    defaults = checks.BatchDefaults(
+        batch.channel, batch.session_name, batch.starts_on, batch.ends_on
+    )
+    today = datetime.now(SHANGHAI).date()
     rows: list[RowResult] = []
     occurrences: Counter = Counter()
     receipts: dict[tuple, int] = {}
-    wanted: Counter = Counter()
-    today = datetime.now(SHANGHAI).date()
     for number, raw in body:
-        cells = _cells(positions, raw)
-        row = RowResult(number, cells)
+        row = RowResult(number, _cells(positions, raw))
         rows.append(row)
-
-        def attempt(fn, *args, row=row):
-            try:
-                return fn(*args)
-            except OfflineError as error:
-                row.errors.append(error.message)
-                return None
-
-        sold_at = attempt(parse_when, cells.get("date", ""))
-        product = attempt(_find_product, cells.get("product", ""), by_key, by_name)
-        quantity_text = cells.get("quantity", "")
-        quantity = int(quantity_text) if quantity_text.isdigit() else None
-        if quantity is None or not 1 <= quantity <= 9999:
-            row.errors.append(_("数量须为 1 到 9999 的整数。"))
-        price = None
-        if cells.get("unit_price"):
-            price = attempt(parse_yuan, cells["unit_price"], _("单价"))
-        elif product is not None:
-            price = product.price_fen
-        if price is not None and price <= 0:
-            row.errors.append(_("单价须大于零。"))
-        if cells.get("amount") and price and quantity:
-            amount = attempt(parse_yuan, cells["amount"], _("金额"))
-            if amount is not None and amount != price * quantity:
-                row.errors.append(
-                    _(
-                        "金额 %(amount)s 与 单价×数量 %(computed)s 不符。",
-                        amount=format_fen(amount),
-                        computed=format_fen(price * quantity),
-                    )
-                )
-        channel = batch.channel or "event"
-        if cells.get("channel"):
-            channel = _lookup(CHANNEL_WORDS, cells["channel"]) or ""
-            if not channel:
-                row.errors.append(_("渠道须是扶贫馆、活动或直播。"))
-        session_name = cells.get("session") or batch.session_name
-        if channel in ("event", "live") and not session_name:
-            row.errors.append(_("请填写活动或直播场次的名称。"))
-        if len(session_name) > 80:
-            row.errors.append(_("活动/场次名称不能超过80个字。"))
-        payment = _lookup(PAYMENT_WORDS, cells.get("payment", ""))
-        if payment is None:
-            row.errors.append(_("付款方式须是现金、微信、支付宝、银行卡、转账或其他。"))
-        buyer = cells.get("buyer", "")
-        display = "masked" if buyer else "anonymous"
-        if cells.get("display"):
-            display = _lookup(DISPLAY_WORDS, cells["display"]) or ""
-            if not display:
-                row.errors.append(_("爱心榜展示须是实名打码、昵称或匿名。"))
-        if display in ("masked", "nickname") and not buyer:
-            row.errors.append(_("选择实名打码或昵称时，请填写购买人。"))
-        if len(buyer) > 40:
-            row.errors.append(_("购买人不能超过40个字。"))
-        organization = cells.get("organization", "")
-        receipt = cells.get("receipt_no", "")
-        if len(receipt) > 40:
-            row.errors.append(_("单号不能超过40个字。"))
-        if sold_at is not None:
-            day = sold_at.astimezone(SHANGHAI).date()
-            if day > today + timedelta(days=1):
-                row.errors.append(_("日期在未来：%(day)s。", day=day.isoformat()))
-            elif (
-                channel == batch.channel
-                and session_name == batch.session_name
-                and (
-                    (batch.starts_on and day < batch.starts_on)
-                    or (batch.ends_on and day > batch.ends_on)
-                )
-            ):
-                row.errors.append(_("日期 %(day)s 不在本场活动的起止日期内。", day=day.isoformat()))
-        if row.errors:
+        row.value = _checked_sale(row, defaults, lookup, today, receipts, occurrences)
+        if row.value is None:
             row.status = "error"
-            continue
-        name_for_key = "" if channel == "hall" else session_name
-        sale = SaleInput(
-            product_id=product.id,
-            quantity=quantity,
-            unit_price_fen=price,
-            payment_method=payment,
-            board_display=display,
-            board_name=public_identity(display, buyer, buyer).label,
-            organization=organization[:120],
-            sold_at=sold_at,
-            receipt_no=receipt,
-        )
-        try:
-            validate_sale(sale)
-        except OfflineError as error:
-            row.errors.append(error.message)
-            row.status = "error"
-            continue
-        if receipt:
-            earlier = receipts.get((channel, name_for_key, receipt))
-            if earlier:
-                row.errors.append(_("单号 %(no)s 与第 %(row)s 行重复。", no=receipt, row=earlier))
-                row.status = "error"
-                continue
-            receipts[(channel, name_for_key, receipt)] = number
-            occurrence = 1
-        else:
-            content = (channel, name_for_key, sale)
-            occurrences[content] += 1
-            occurrence = occurrences[content]
-        key = sale_row_key(channel, name_for_key, sale, occurrence)
-        row.amount_fen = price * quantity
-        row.value = ((channel, session_name), sale, key)
-        existing = db.session.scalar(select(OfflineSale).where(OfflineSale.row_key == key))
-        if existing is not None:
-            same = (existing.product_id, existing.quantity, existing.unit_price_fen) == (
-                sale.product_id,
-                sale.quantity,
-                sale.unit_price_fen,
+    _match_recorded(rows)
+    _check_stock(rows, lookup.products())
+    return Preview(batch, rows, [])
+
+
+def _checked_sale(row: RowResult, defaults, lookup, today, receipts, occurrences):
+    """The row as a :class:`~.import_checks.CheckedSale`, or None (errors on the row).
+
+    ``receipts`` (receipt → first row) and ``occurrences`` (identical rows so far)
+    carry what the earlier rows of the file said."""
+    values = checks.check_sale_cells(row.cells, defaults, lookup, today, row.errors)
+    if row.errors:
+        return None
+    sale = SaleInput(
+        product_id=values.product.id,
+        quantity=values.quantity,
+        unit_price_fen=values.unit_price_fen,
+        payment_method=values.payment,
+        board_display=values.display,
+        board_name=public_identity(values.display, values.buyer, values.buyer).label,
+        organization=values.organization[:120],
+        sold_at=values.sold_at,
+        receipt_no=values.receipt_no,
+    )
+    try:
+        validate_sale(sale)
+    except OfflineError as error:
+        row.errors.append(error.message)
+        return None
+    channel = values.channel
+    name_for_key = "" if channel == "hall" else values.session_name
+    if sale.receipt_no:
+        earlier = receipts.get((channel, name_for_key, sale.receipt_no))
+        if earlier:
+            row.errors.append(
+                _("单号 %(no)s 与第 %(row)s 行重复。", no=sale.receipt_no, row=earlier)
             )
-            if not same:
-                row.errors.append(_("单号 %(no)s 已入账，但内容不同。", no=receipt))
-                row.status = "error"
-            else:
-                row.status = "posted"
-                posted_keys.add(key)
+            return None
+        receipts[(channel, name_for_key, sale.receipt_no)] = row.number
+        occurrence = 1
+    else:
+        content = (channel, name_for_key, sale)
+        occurrences[content] += 1
+        occurrence = occurrences[content]
+    row.amount_fen = sale.unit_price_fen * sale.quantity
+    key = sale_row_key(channel, name_for_key, sale, occurrence)
+    return checks.CheckedSale((channel, values.session_name), sale, key)
+
+
+def _match_recorded(rows: list[RowResult]) -> None:
+    """Rows whose key is recorded already: ``posted`` if the record says the same,
+    an error if it differs (one query for the whole file)."""
+    checked = [r for r in rows if r.status == "new"]
+    recorded = checks.posted_sales([r.value.key for r in checked])
+    for row in checked:
+        existing = recorded.get(row.value.key)
+        if existing is None:
             continue
-        wanted[product.id] += quantity
-    # Stock for all new rows together, named on the first row of each product short of it.
-    products = {p.id: p for p in by_key.values()}
+        sale = row.value.sale
+        same = (existing.product_id, existing.quantity, existing.unit_price_fen) == (
+            sale.product_id,
+            sale.quantity,
+            sale.unit_price_fen,
+        )
+        if same:
+            row.status = "posted"
+        else:
+            row.errors.append(_("单号 %(no)s 已入账，但内容不同。", no=sale.receipt_no))
+            row.status = "error"
+
+
+def _check_stock(rows: list[RowResult], products: dict[int, Product]) -> None:
+    """Stock for all new rows together, named on the first row of each product short of it."""
+    wanted: Counter = Counter()
+    for row in rows:
+        if row.status == "new":
+            wanted[row.value.sale.product_id] += row.value.sale.quantity
     for product_id, quantity in wanted.items():
         product = products[product_id]
         if quantity > product.stock:
             first = next(
-                r
-                for r in rows
-                if r.status == "new" and r.value and r.value[1].product_id == product_id
+                r for r in rows if r.status == "new" and r.value.sale.product_id == product_id
             )
             first.errors.append(
                 _(
@@ -461,7 +313,6 @@ def _check_sales(batch: ImportBatch) -> Preview:
                 )
             )
             first.status = "error"
-    return Preview(batch, rows, [])
 
 
 # --- income ------------------------------------------------------------------------
@@ -469,36 +320,24 @@ def _check_sales(batch: ImportBatch) -> Preview:
 
 def _check_income(batch: ImportBatch) -> Preview:
     positions, body = _records(batch.content, INCOME_COLUMNS, INCOME_REQUIRED)
-    households = {h.code: h for h in db.session.scalars(select(Household))}
+    codes = [
+        cells[positions["household_code"]].strip().upper()
+        for _n, cells in body
+        if positions["household_code"] < len(cells)
+    ]
+    households = {
+        h.code: h for h in db.session.scalars(select(Household).where(Household.code.in_(codes)))
+    }
+    recorded = income_services.recorded_income(codes)
     seen: dict[tuple, int] = {}
     rows: list[RowResult] = []
     for number, raw in body:
         cells = _cells(positions, raw)
         row = RowResult(number, cells)
         rows.append(row)
-        channel = _lookup(INCOME_CHANNEL_WORDS, cells.get("channel", ""))
-        if channel is None:
-            row.errors.append(_("类别须是土地租金、务工工资、分红或合作社。"))
-        values = {}
+        channel = checks.check_income_channel(cells.get("channel", ""), row.errors)
         try:
-            for name, label in (("quantity", _("数量")), ("rate", _("单价"))):
-                values[name] = None
-                if cells.get(name):
-                    if name == "rate":
-                        values[name] = parse_yuan(cells[name], label)
-                    else:
-                        values[name] = income_services.parse_hundredths(cells[name], name, label)
-            values["amount"] = (
-                parse_yuan(cells["amount"], _("金额")) if cells.get("amount") else None
-            )
-            if channel == "coop" and values["quantity"] is None and values["rate"] is not None:
-                values["quantity"] = 100  # one membership
-            payer = (
-                income_services.parse_payer(cells["payer"])
-                if cells.get("payer")
-                else (batch.session_name or income_services.default_payer(channel or "dividend"))
-            )
-            paid_on = _parse_day(cells["paid_on"]) if cells.get("paid_on") else None
+            values = checks.check_income_cells(cells, channel, batch.session_name)
         except OfflineError as error:
             row.errors.append(error.message)
         if row.errors:
@@ -510,14 +349,15 @@ def _check_income(batch: ImportBatch) -> Preview:
                     household_code=cells.get("household_code", ""),
                     channel=channel,
                     period=cells.get("period", ""),
-                    payer_account=payer,
-                    quantity_hundredths=values["quantity"],
-                    rate_fen=values["rate"],
-                    amount_fen=values["amount"],
+                    payer_account=values.payer_account,
+                    quantity_hundredths=values.quantity_hundredths,
+                    rate_fen=values.rate_fen,
+                    amount_fen=values.amount_fen,
                     memo=cells.get("memo", ""),
-                    paid_on=paid_on,
+                    paid_on=values.paid_on,
                 ),
                 households,
+                recorded,
             )
         except (OfflineError, LedgerError) as error:
             row.errors.append(getattr(error, "message", str(error)))
@@ -589,54 +429,57 @@ def confirm(batch_id: int, user_id: int | None = None) -> Preview:
     result = preview(batch)
     if not result.ok:
         raise ImportFailed(result.errors)
-    posted = 0
     try:
-        if batch.purpose == "sales":
-            sale_rows = []
-            for row in result.new_rows:
-                (channel, session_name), sale, key = row.value
-                starts_on = ends_on = None
-                if channel == batch.channel and session_name == batch.session_name:
-                    starts_on, ends_on = batch.starts_on, batch.ends_on
-                day = sale.sold_at.astimezone(SHANGHAI).date()
-                sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
-                sale_rows.append(SaleRow(sales_session, sale, key, batch.id, row.number))
-            try:
-                # One append to the ledger for the whole file.
-                outcomes = post_sale_rows(sale_rows, user_id)
-            except RowError as error:
-                raise ImportFailed(
-                    [_("第 %(row)s 行：%(msg)s", row=error.row_number, msg=error.message)]
-                ) from None
-            posted = sum(int(created) for _record, created in outcomes)
-        else:
-            for row in result.new_rows:
-                _record, created = income_services.post_clean(
-                    row.value, batch.id, row.number, user_id
-                )
-                posted += int(created)
-        batch.status = "posted"
-        batch.posted_at = utcnow()
-        batch.row_count = len(result.rows)
-        batch.total_fen = result.new_total_fen
-        batch.posted_rows = posted
-        batch.skipped_rows = len(result.rows) - posted
-        db.session.commit()
-    except ImportFailed:
-        db.session.rollback()
-        raise
+        with transaction(db.session):
+            if batch.purpose == "sales":
+                posted = _post_sales(batch, result.new_rows, user_id)
+            else:
+                posted = _post_income(batch, result.new_rows, user_id)
+            batch.status = "posted"
+            batch.posted_at = utcnow()
+            batch.row_count = len(result.rows)
+            batch.total_fen = result.new_total_fen
+            batch.posted_rows = posted
+            batch.skipped_rows = len(result.rows) - posted
     except LedgerError as error:
-        db.session.rollback()
         raise ImportFailed([_("记账失败，什么都没有写入：%(reason)s", reason=str(error))]) from None
     except OfflineError as error:
-        db.session.rollback()
         raise ImportFailed([error.message]) from None
     except IntegrityError:
-        db.session.rollback()
         raise ImportFailed(
             [_("这批数据刚刚被别人同时确认了，什么都没有重复写入。请刷新查看。")]
         ) from None
     return result
+
+
+def _post_sales(batch: ImportBatch, rows: list[RowResult], user_id: int | None) -> int:
+    """Post the new sales rows in one append to the ledger (flush, no commit); returns
+    how many were created. Raises ImportFailed naming a row short of stock."""
+    sale_rows = []
+    for row in rows:
+        (channel, session_name), sale, key = row.value
+        starts_on = ends_on = None
+        if channel == batch.channel and session_name == batch.session_name:
+            starts_on, ends_on = batch.starts_on, batch.ends_on
+        day = sale.sold_at.astimezone(SHANGHAI).date()
+        sales_session = get_session(channel, session_name, starts_on or day, ends_on or day)
+        sale_rows.append(SaleRow(sales_session, sale, key, batch.id, row.number))
+    try:
+        outcomes = post_sale_rows(sale_rows, user_id)
+    except RowError as error:
+        raise ImportFailed(
+            [_("第 %(row)s 行：%(msg)s", row=error.row_number, msg=error.message)]
+        ) from None
+    return sum(int(created) for _record, created in outcomes)
+
+
+def _post_income(batch: ImportBatch, rows: list[RowResult], user_id: int | None) -> int:
+    """Post the new income rows (flush, no commit); returns how many were created."""
+    posted = 0
+    for row in rows:
+        _record, created = income_services.post_clean(row.value, batch.id, row.number, user_id)
+        posted += int(created)
+    return posted
 
 
 def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:
@@ -653,14 +496,6 @@ def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:
 # --- templates and roster batches --------------------------------------------------
 
 
-def _csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")
-
-
 def sales_template_csv() -> bytes:
     product = db.session.scalar(
         select(Product).where(Product.status == "published").order_by(Product.id)
@@ -668,7 +503,7 @@ def sales_template_csv() -> bytes:
     name = product.name if product else "树莓果酒"
     price = format_fen_plain(product.price_fen) if product else "158.00"
     today = datetime.now(SHANGHAI).date().isoformat()
-    return _csv_bytes(
+    return csv_bytes(
         [label for _f, label, _a in SALES_COLUMNS],
         [
             [today, name, "2", price, "", "", "", "微信", "王小明", "实名打码", "", "0001"],
@@ -681,7 +516,7 @@ def income_template_csv() -> bytes:
     codes = list(db.session.scalars(select(Household.code).order_by(Household.code).limit(2)))
     codes += ["SJ-001", "SJ-002"][len(codes) :]
     year = str(datetime.now(SHANGHAI).year)
-    return _csv_bytes(
+    return csv_bytes(
         [label for _f, label, _a in INCOME_COLUMNS],
         [
             [codes[0], "土地租金", year, "2.5", "340", "", "", "", ""],
@@ -699,61 +534,15 @@ def roster_csv(
     payer: str = "",
     days: dict[str, int] | None = None,
 ) -> bytes:
-    """The register's households for one channel as an income CSV, ready to preview:
-    land (each household's mu × rent per mu), wages (days, when given, × daily rate —
-    otherwise a sheet to fill in), dividends (a pool split by weight with the
-    largest-remainder method) or co-op (one share each × amount per share)."""
-    households = income_services.roster_households(channel)
-    label = {"land": "土地租金", "wages": "务工工资", "dividend": "分红", "coop": "合作社"}[channel]
-    payer = payer or income_services.default_payer(channel)
-    rows = []
-    if channel == "dividend":
-        from ledger import dividend_parts
+    """The register's households for one channel as an income CSV, ready to preview
+    (the rows are :func:`~shop.offline.income.roster_rows`'). Raises OfflineError."""
+    rows = income_services.roster_rows(channel, period, rate_fen, pool_fen, basis, payer, days)
+    return csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)
 
-        weights = income_services.dividend_weights(households, basis)
-        if not weights:
-            raise OfflineError(_("名册里没有符合条件的农户。"))
-        parts = dividend_parts(pool_fen, weights)
-        for code in sorted(parts):
-            if parts[code]:
-                rows.append(
-                    [
-                        code,
-                        label,
-                        period,
-                        str(weights[code]),
-                        "",
-                        format_fen_plain(parts[code]),
-                        payer,
-                        "",
-                        f"分红池 {format_fen_plain(pool_fen)} 元按权重分配",
-                    ]
-                )
-    else:
-        for household in households:
-            if channel == "land":
-                quantity = f"{household.land_mu:.2f}"
-            elif channel == "wages":
-                quantity = (
-                    format_fen_plain(days[household.code])
-                    if days and household.code in days
-                    else ""
-                )
-            else:
-                quantity = "1"
-            rows.append(
-                [
-                    household.code,
-                    label,
-                    period,
-                    quantity,
-                    format_fen_plain(rate_fen),
-                    "",
-                    payer,
-                    "",
-                    "",
-                ]
-            )
-    if not rows:
-        raise OfflineError(_("名册里没有符合条件的农户。"))
-    return _csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)
+
+def roster_file(roster: income_services.Roster) -> bytes:
+    """The CSV for a checked roster form (:func:`~shop.offline.income.check_roster`)."""
+    return roster_csv(
+        roster.channel, roster.period, roster.rate_fen, roster.pool_fen, roster.basis,
+        roster.payer,
+    )  # fmt: skip

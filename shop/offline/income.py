@@ -6,8 +6,8 @@ row beside each. Keys come from the cause — channel, period, household — so 
 income cannot be booked twice (by hand or by re-uploading a file). After a reversal the
 same income may be booked again, under the next revision of the key (``…#2``).
 
-Public functions own their transaction: commit on success, roll back before raising
-:class:`~shop.offline.services.OfflineError`.
+Public functions own their transaction (``shop.db.transaction``): commit on success,
+roll back before raising :class:`~shop.offline.services.OfflineError`.
 """
 
 import re
@@ -18,19 +18,32 @@ from decimal import Decimal
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
-from ledger import LedgerError, Overdrawn
-from ledger import income as ledger_income
+from ledger import (
+    PAYER_KINDS,
+    Account,
+    LedgerError,
+    Overdrawn,
+    dividend_parts,
+    income_key,
+    land_rent_fen,
+    payer_account_kind,
+    post_income,
+    wages_fen,
+)
+from ledger import reverse_income as reverse_ledger_income
 from shop.benefits.services import PROGRAMME_COLLECTIVE
-from shop.db import utcnow
+from shop.boards.reads import programme_totals
+from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.households.models import Enterprise, Household
-from shop.money import parse_typed_hundredths
+from shop.money import format_fen, format_fen_plain, parse_typed_hundredths
 from shop.offline.models import HouseholdIncome
-from shop.offline.services import OfflineError
+from shop.offline.services import OfflineError, parse_form_yuan
 
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4]|-H[12])?$")
 MAX_AMOUNT_FEN = 100_000_000  # ¥1,000,000 to one household at once: surely a typo
 DEFAULT_COOP = "coop:双井村树莓专业合作社"
+COOP_SHARE_HUNDREDTHS = 100  # one co-op membership, as a quantity in hundredths
 
 
 def channel_labels() -> dict[str, str]:
@@ -53,8 +66,6 @@ def payer_choices() -> list[tuple[str, str]]:
         for e in db.session.scalars(select(Enterprise).order_by(Enterprise.id))
     ]
     choices.append((PROGRAMME_COLLECTIVE, _("村集体（帮扶项目）")))
-    from ledger import Account
-
     coops = list(
         db.session.scalars(
             select(Account.code).where(Account.kind == "coop").order_by(Account.code)
@@ -79,7 +90,7 @@ def parse_payer(text: str) -> str:
     value = (text or "").strip()
     if not value:
         raise OfflineError(_("请填写付款方。"), "payer")
-    if value.split(":", 1)[0] in ledger_income.PAYER_KINDS and ":" in value:
+    if value.split(":", 1)[0] in PAYER_KINDS and ":" in value:
         code = value
     elif value in ("村集体", "集体", "collective"):
         code = PROGRAMME_COLLECTIVE
@@ -103,6 +114,16 @@ def parse_period(text: str) -> str:
     if not PERIOD.match(value):
         raise OfflineError(_("期间请写成 2026、2026-03、2026-Q1 或 2026-H1 这样的格式。"), "period")
     return value
+
+
+def default_quantity(
+    channel: str | None, quantity_hundredths: int | None, rate_fen: int | None
+) -> int | None:
+    """The quantity (hundredths) to book: as given, except that a co-op rate with no
+    quantity means one membership share."""
+    if channel == "coop" and quantity_hundredths is None and rate_fen is not None:
+        return COOP_SHARE_HUNDREDTHS
+    return quantity_hundredths
 
 
 def parse_hundredths(text: str, field: str, label: str) -> int:
@@ -130,6 +151,43 @@ class IncomeInput:
 
 
 @dataclass(frozen=True)
+class IncomeFormInput:
+    """The income form as the person filled it in: quantity, rate and amount are text
+    as typed (blank: not given; rate and amount in yuan)."""
+
+    household_code: str
+    channel: str
+    period: str
+    payer_account: str
+    quantity: str = ""
+    rate: str = ""
+    amount: str = ""
+    memo: str = ""
+
+
+def income_input(entry: IncomeFormInput) -> IncomeInput:
+    """Read the typed numbers (quantity in hundredths, money in fen) and decide what
+    the form leaves open (:func:`default_quantity`). Raises OfflineError naming the field."""
+    quantity = (
+        parse_hundredths(entry.quantity, "quantity", _("数量"))
+        if (entry.quantity or "").strip()
+        else None
+    )
+    rate = parse_form_yuan(entry.rate, "rate")
+    amount = parse_form_yuan(entry.amount, "amount")
+    return IncomeInput(
+        household_code=entry.household_code,
+        channel=entry.channel,
+        period=entry.period,
+        payer_account=entry.payer_account,
+        quantity_hundredths=default_quantity(entry.channel, quantity, rate),
+        rate_fen=rate,
+        amount_fen=amount,
+        memo=entry.memo or "",
+    )
+
+
+@dataclass(frozen=True)
 class CleanIncome:
     household_id: int
     household_code: str
@@ -147,16 +205,40 @@ class CleanIncome:
 
 def computed_amount(channel: str, quantity_hundredths: int, rate_fen: int) -> int:
     if channel == "land":
-        return ledger_income.land_rent_fen(quantity_hundredths, rate_fen)
+        return land_rent_fen(quantity_hundredths, rate_fen)
     if channel == "wages":
-        return ledger_income.wages_fen(quantity_hundredths, rate_fen)
+        return wages_fen(quantity_hundredths, rate_fen)
     # co-op shares and dividends by weight: quantity × rate, half up
     return (quantity_hundredths * rate_fen * 2 + 100) // 200
 
 
-def check_income(values: IncomeInput, households: dict[str, Household] | None = None):
+Cause = tuple[str, str, str]  # (channel, period, household code)
+
+
+def recorded_income(codes: list[str]) -> dict[Cause, list[HouseholdIncome]]:
+    """Every income booked for these households (one query), by cause, oldest first."""
+    found: dict[Cause, list[HouseholdIncome]] = {}
+    if not codes:
+        return found
+    for record in db.session.scalars(
+        select(HouseholdIncome)
+        .where(HouseholdIncome.household_code.in_(sorted(set(codes))))
+        .order_by(HouseholdIncome.id)
+    ):
+        cause = (record.channel, record.period, record.household_code)
+        found.setdefault(cause, []).append(record)
+    return found
+
+
+def check_income(
+    values: IncomeInput,
+    households: dict[str, Household] | None = None,
+    recorded: dict[Cause, list[HouseholdIncome]] | None = None,
+):
     """Validate one income entry against the register and the ledger.
 
+    ``households`` (by code) and ``recorded`` (:func:`recorded_income`), when given,
+    are what a whole file refers to, loaded once; otherwise both are queried.
     Returns a :class:`CleanIncome`; raises :class:`OfflineError` naming the problem.
     """
     labels = channel_labels()
@@ -182,8 +264,8 @@ def check_income(values: IncomeInput, households: dict[str, Household] | None = 
             raise OfflineError(
                 _(
                     "金额 %(amount)s 与数量×单价 %(computed)s 不符。",
-                    amount=_yuan(amount),
-                    computed=_yuan(computed),
+                    amount=format_fen(amount),
+                    computed=format_fen(computed),
                 ),
                 "amount",
             )
@@ -198,9 +280,9 @@ def check_income(values: IncomeInput, households: dict[str, Household] | None = 
         raise OfflineError(hint, "amount")
     if not 0 < amount <= MAX_AMOUNT_FEN:
         raise OfflineError(_("金额须大于零且不超过 ¥1,000,000。"), "amount")
-    ledger_income.payer_account_kind(values.payer_account)  # LedgerError if malformed
+    payer_account_kind(values.payer_account)  # LedgerError if malformed
 
-    key, already = _key_for(values.channel, period, code, amount, values.payer_account)
+    key, already = _key_for(values.channel, period, code, amount, values.payer_account, recorded)
     return CleanIncome(
         household_id=household.id,
         household_code=code,
@@ -217,26 +299,32 @@ def check_income(values: IncomeInput, households: dict[str, Household] | None = 
     )
 
 
-def _yuan(fen: int) -> str:
-    from shop.formatting import format_fen
-
-    return format_fen(fen)
-
-
-def _key_for(channel: str, period: str, code: str, amount: int, payer: str) -> tuple[str, bool]:
+def _key_for(
+    channel: str,
+    period: str,
+    code: str,
+    amount: int,
+    payer: str,
+    recorded: dict[Cause, list[HouseholdIncome]] | None = None,
+) -> tuple[str, bool]:
     """The key to post under, and whether this very income is already posted.
 
     Raises OfflineError when the household already has a different amount booked for
     the period: that is a correction, made by reversing the first one."""
-    records = list(
-        db.session.scalars(
-            select(HouseholdIncome).where(
-                HouseholdIncome.channel == channel,
-                HouseholdIncome.period == period,
-                HouseholdIncome.household_code == code,
+    if recorded is not None:
+        records = recorded.get((channel, period, code), [])
+    else:
+        records = list(
+            db.session.scalars(
+                select(HouseholdIncome)
+                .where(
+                    HouseholdIncome.channel == channel,
+                    HouseholdIncome.period == period,
+                    HouseholdIncome.household_code == code,
+                )
+                .order_by(HouseholdIncome.id)
             )
         )
-    )
     active = [r for r in records if r.reversal_transaction_id is None]
     if active:
         record = active[0]
@@ -248,11 +336,11 @@ def _key_for(channel: str, period: str, code: str, amount: int, payer: str) -> t
                 code=code,
                 period=period,
                 kind=channel_labels()[channel],
-                amount=_yuan(record.amount_fen),
+                amount=format_fen(record.amount_fen),
             ),
             "amount",
         )
-    return ledger_income.income_key(channel, period, code, len(records) + 1), False
+    return income_key(channel, period, code, len(records) + 1), False
 
 
 def post_clean(
@@ -269,7 +357,7 @@ def post_clean(
         ), False
     labels = channel_labels()
     payer_name = dict(payer_choices()).get(clean.payer_account, "")
-    posted = ledger_income.post_income(
+    posted = post_income(
         db.session,
         clean.key,
         clean.channel,
@@ -310,16 +398,19 @@ def record_income(values: IncomeInput, user_id: int | None = None) -> tuple[Hous
     """Book one household's income; commits. Returns (row, created) — ``created`` is
     False when exactly this income was already booked. Raises :class:`OfflineError`."""
     try:
-        clean = check_income(values)
-        record, created = post_clean(clean, user_id=user_id)
-        db.session.commit()
-    except OfflineError:
-        db.session.rollback()
-        raise
+        with transaction(db.session):
+            clean = check_income(values)
+            record, created = post_clean(clean, user_id=user_id)
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
     return record, created
+
+
+def record_typed_income(
+    entry: IncomeFormInput, user_id: int | None = None
+) -> tuple[HouseholdIncome, bool]:
+    """The income form's entry (:func:`income_input`, then :func:`record_income`)."""
+    return record_income(income_input(entry), user_id)
 
 
 def reverse_income(income_id: int, user_id: int | None = None) -> HouseholdIncome:
@@ -333,25 +424,24 @@ def reverse_income(income_id: int, user_id: int | None = None) -> HouseholdIncom
     if record.reversal_transaction_id is not None:
         return record
     try:
-        posted = ledger_income.reverse_income(
-            db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
-        )
-        db.session.execute(
-            update(HouseholdIncome)
-            .where(
-                HouseholdIncome.id == record.id, HouseholdIncome.reversal_transaction_id.is_(None)
+        with transaction(db.session):
+            posted = reverse_ledger_income(
+                db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
             )
-            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+            db.session.execute(
+                update(HouseholdIncome)
+                .where(
+                    HouseholdIncome.id == record.id,
+                    HouseholdIncome.reversal_transaction_id.is_(None),
+                )
+                .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
     except Overdrawn:
-        db.session.rollback()
         raise OfflineError(
             _("该户的这笔收入已打款到银行卡，账上余额不足以冲销。请与农户协商后另行处理。")
         ) from None
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
     db.session.refresh(record)
     return record
@@ -376,6 +466,99 @@ def roster_households(channel: str) -> list[Household]:
     )
 
 
+@dataclass(frozen=True)
+class RosterInput:
+    """The roster form as the person filled it in: rate and pool are yuan as typed."""
+
+    channel: str
+    period: str
+    rate: str = ""
+    pool: str = ""
+    basis: str = "equal"
+    payer: str = ""
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A checked roster request (money in fen; 0 where the channel needs none)."""
+
+    channel: str
+    period: str
+    rate_fen: int
+    pool_fen: int
+    basis: str
+    payer: str
+
+    @property
+    def to_fill_in(self) -> bool:
+        """Wages: days differ per worker, so the sheet goes back to the team to fill in
+        and upload; the other channels become a batch to preview at once."""
+        return self.channel == "wages"
+
+    @property
+    def batch_name(self) -> str:
+        return f"名册·{channel_labels()[self.channel]}·{self.period}"
+
+
+def check_roster(entry: RosterInput) -> Roster:
+    """Land rent and co-op shares need a rate, dividends a pool; raises OfflineError."""
+    period = parse_period(entry.period)
+    rate = parse_form_yuan(entry.rate, "rate") or 0
+    pool = parse_form_yuan(entry.pool, "pool") or 0
+    if entry.channel in ("land", "coop") and not rate:
+        raise OfflineError(_("请填写单价。"), "rate")
+    if entry.channel == "dividend" and not pool:
+        raise OfflineError(_("请填写分红池总额。"), "pool")
+    return Roster(entry.channel, period, rate, pool, entry.basis, entry.payer)
+
+
+def roster_rows(
+    channel: str,
+    period: str,
+    rate_fen: int = 0,
+    pool_fen: int = 0,
+    basis: str = "equal",
+    payer: str = "",
+    days: dict[str, int] | None = None,
+) -> list[list[str]]:
+    """The register's households for one channel as income file rows (the columns of
+    ``importer.INCOME_COLUMNS``): land (each household's mu × rent per mu), wages
+    (days, when given, × daily rate — otherwise a sheet to fill in), dividends (a pool
+    split by weight with the largest-remainder method) or co-op (one share each ×
+    amount per share). Raises OfflineError when no household qualifies."""
+    households = roster_households(channel)
+    label = {"land": "土地租金", "wages": "务工工资", "dividend": "分红", "coop": "合作社"}[channel]
+    payer = payer or default_payer(channel)
+    rows = []
+    if channel == "dividend":
+        weights = dividend_weights(households, basis)
+        if not weights:
+            raise OfflineError(_("名册里没有符合条件的农户。"))
+        parts = dividend_parts(pool_fen, weights)
+        memo = f"分红池 {format_fen_plain(pool_fen)} 元按权重分配"
+        for code in sorted(parts):
+            if parts[code]:
+                share = format_fen_plain(parts[code])
+                rows.append([code, label, period, str(weights[code]), "", share, payer, "", memo])
+    else:
+        for household in households:
+            if channel == "land":
+                quantity = f"{household.land_mu:.2f}"
+            elif channel == "wages":
+                quantity = (
+                    format_fen_plain(days[household.code])
+                    if days and household.code in days
+                    else ""
+                )
+            else:
+                quantity = "1"
+            rate = format_fen_plain(rate_fen)
+            rows.append([household.code, label, period, quantity, rate, "", payer, "", ""])
+    if not rows:
+        raise OfflineError(_("名册里没有符合条件的农户。"))
+    return rows
+
+
 def dividend_weights(households: list[Household], basis: str) -> dict[str, int]:
     measures = {
         "equal": lambda h: 1,
@@ -389,8 +572,6 @@ def dividend_weights(households: list[Household], basis: str) -> dict[str, int]:
 def income_totals_by_channel() -> dict[str, int]:
     """Programme totals per income channel and ``total`` (fen): the results board's
     aggregates, kept in step with the ledger, so this page does not sum the ledger."""
-    from shop.boards.reads import programme_totals
-
     return programme_totals()["income"]
 
 

@@ -1,5 +1,5 @@
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -7,10 +7,10 @@ from flask_login import current_user
 
 from shop.auth.decorators import role_required
 from shop.console.forms import ActionForm
-from shop.console.services import ConsoleError, yuan_to_fen
+from shop.csv_input import ImportFailed
+from shop.errors import show_on_form
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen
-from shop.households.importer import ImportFailed
 from shop.offline import importer, income, services
 from shop.offline.forms import (
     HallSaleForm,
@@ -21,7 +21,6 @@ from shop.offline.forms import (
     SalesUploadForm,
 )
 from shop.offline.models import ImportBatch
-from shop.public_identity import public_identity
 
 bp = Blueprint("offline", __name__)
 
@@ -55,30 +54,19 @@ def sales():
     form = _hall_form()
     status = 200
     if form.validate_on_submit():
+        entry = services.OfflineSaleInput(
+            product_id=form.product_id.data,
+            quantity=form.quantity.data,
+            unit_price=form.unit_price.data or "",
+            payment_method=form.payment_method.data,
+            board_display=form.board_display.data,
+            buyer_name=form.buyer_name.data or "",
+            organization=form.organization.data or "",
+        )
         try:
-            price = (
-                yuan_to_fen(form.unit_price.data, "unit_price")
-                if (form.unit_price.data or "").strip()
-                else None
-            )
-            product = next(p for p in services.sale_products() if p.id == form.product_id.data)
-            display = form.board_display.data or "anonymous"
-            buyer = form.buyer_name.data or ""
-            record = services.record_hall_sale(
-                services.SaleInput(
-                    product_id=product.id,
-                    quantity=form.quantity.data,
-                    unit_price_fen=price if price is not None else product.price_fen,
-                    payment_method=form.payment_method.data,
-                    board_display=display if buyer or display == "anonymous" else "anonymous",
-                    board_name=public_identity(display, buyer, buyer).label,
-                    organization=(form.organization.data or "").strip(),
-                ),
-                form.token.data,
-                user_id=current_user.id,
-            )
-        except (services.OfflineError, ConsoleError, StopIteration) as error:
-            flash(getattr(error, "message", _("请选择商品。")), "error")
+            record = services.record_counter_sale(entry, form.token.data, current_user.id)
+        except services.OfflineError as error:
+            flash(error.message, "error")
             status = 422
         else:
             flash(
@@ -247,37 +235,20 @@ def income_page():
     form = _income_form()
     if not form.validate_on_submit():
         return _income_page(form, 422 if request.method == "POST" else 200)
+    entry = income.IncomeFormInput(
+        household_code=form.household_code.data,
+        channel=form.channel.data,
+        period=form.period.data,
+        payer_account=form.payer.data,
+        quantity=form.quantity.data or "",
+        rate=form.rate.data or "",
+        amount=form.amount.data or "",
+        memo=form.memo.data or "",
+    )
     try:
-        quantity = (
-            income.parse_hundredths(form.quantity.data, "quantity", _("数量"))
-            if (form.quantity.data or "").strip()
-            else None
-        )
-        rate = yuan_to_fen(form.rate.data, "rate") if (form.rate.data or "").strip() else None
-        amount = (
-            yuan_to_fen(form.amount.data, "amount") if (form.amount.data or "").strip() else None
-        )
-        if form.channel.data == "coop" and quantity is None and rate is not None:
-            quantity = 100
-        record, created = income.record_income(
-            income.IncomeInput(
-                household_code=form.household_code.data,
-                channel=form.channel.data,
-                period=form.period.data,
-                payer_account=form.payer.data,
-                quantity_hundredths=quantity,
-                rate_fen=rate,
-                amount_fen=amount,
-                memo=form.memo.data or "",
-            ),
-            current_user.id,
-        )
-    except (services.OfflineError, ConsoleError) as error:
-        target = getattr(form, error.field or "", None)
-        if target is not None and hasattr(target, "errors"):
-            target.errors = [*target.errors, error.message]
-        else:
-            flash(error.message, "error")
+        record, created = income.record_typed_income(entry, current_user.id)
+    except services.OfflineError as error:
+        show_on_form(form, error)
         return _income_page(form, 422)
     if created:
         flash(
@@ -326,25 +297,23 @@ def income_roster():
     form = _roster_form()
     if not form.validate_on_submit():
         return _income_page(roster_form=form, status=422)
-    channel = form.channel.data
+    entry = income.RosterInput(
+        channel=form.channel.data,
+        period=form.period.data,
+        rate=form.rate.data or "",
+        pool=form.pool.data or "",
+        basis=form.basis.data,
+        payer=form.payer.data,
+    )
     try:
-        period = income.parse_period(form.period.data)
-        rate = yuan_to_fen(form.rate.data, "rate") if (form.rate.data or "").strip() else 0
-        pool = yuan_to_fen(form.pool.data, "pool") if (form.pool.data or "").strip() else 0
-        if channel in ("land", "coop") and not rate:
-            raise services.OfflineError(_("请填写单价。"), "rate")
-        if channel == "dividend" and not pool:
-            raise services.OfflineError(_("请填写分红池总额。"), "pool")
-        data = importer.roster_csv(channel, period, rate, pool, form.basis.data, form.payer.data)
-    except (services.OfflineError, ConsoleError) as error:
+        roster = income.check_roster(entry)
+        data = importer.roster_file(roster)
+    except services.OfflineError as error:
         flash(error.message, "error")
         return _income_page(roster_form=form, status=422)
-    if channel == "wages":
-        # Days differ per worker: hand the team the sheet to fill in and upload.
-        return _csv_response(data, f"wages-{period}.csv")
-    batch = importer.create_batch(
-        "income", data, f"名册·{income.channel_labels()[channel]}·{period}", user_id=current_user.id
-    )
+    if roster.to_fill_in:
+        return _csv_response(data, f"wages-{roster.period}.csv")
+    batch = importer.create_batch("income", data, roster.batch_name, user_id=current_user.id)
     return redirect(url_for("offline.batch", batch_id=batch.id))
 
 
@@ -375,15 +344,11 @@ def reverse_income(income_id: int):
 @role_required("staff")
 def reports():
     form = ReportForm(request.args)
-    today = datetime.now(SHANGHAI).date()
     form.validate()
-    end = form.end.data or today
-    start = form.start.data or date(end.year, 1, 1)
-    if start > end:
-        start, end = end, start
-    if end - start > timedelta(days=3660):
-        start = end - timedelta(days=3660)
-    group = form.group.data if form.group.data in ("channel", "product", "day") else "channel"
+    chosen = services.report_range(
+        services.ReportInput(form.group.data, form.start.data, form.end.data)
+    )
+    group, start, end = chosen.group, chosen.start, chosen.end
     rows = services.sales_report(group, start, end)
     if request.args.get("format") == "csv":
         return _csv_response(

@@ -1,6 +1,6 @@
 """Offline sales: the exhibition hall counter, events and live-stream sessions.
 
-Each sold line is one ledger transaction of kind ``offline_sale`` (``ledger.sales.post_sale``,
+Each sold line is one ledger transaction of kind ``offline_sale`` (the ledger's ``post_sale``,
 the same benefit rules as an online order), debiting the till of its channel —
 ``cash:hall``, ``cash:event:<session id>`` or ``cash:live:<session id>`` — with an
 :class:`OfflineSale` row beside it. Stock decreases by a conditional UPDATE, so two
@@ -15,27 +15,39 @@ Times: the ledger books a sale when it is recorded (the chain's time is the time
 writing, and the benefit rule in force then applies); the day the goods were sold is
 ``OfflineSale.sold_at``, which reports group by. Money is integer fen throughout.
 
-Public functions own their transaction: they commit on success and roll back before
-raising :class:`OfflineError`.
+Public functions own their transaction (``shop.db.transaction``): they commit on
+success and roll back before raising :class:`OfflineError`.
 """
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
-from ledger import LedgerError, ensure_account
-from ledger import sales as ledger_sales
+from ledger import (
+    LedgerError,
+    SaleLine,
+    SaleLineRecord,
+    SaleRequest,
+    Transaction,
+    ensure_account,
+    post_refund,
+    post_sales,
+)
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
-from shop.db import utcnow
+from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI, format_fen_plain
+from shop.money import parse_typed_yuan
 from shop.offline.models import OfflineSale, SalesSession
-from shop.public_identity import ANONYMOUS_LABEL
+from shop.orders.models import Order
+from shop.public_identity import ANONYMOUS_LABEL, public_identity
 
 HALL_NAME = "扶贫馆"
 MAX_QUANTITY = 9999
@@ -163,7 +175,7 @@ def post_sale_rows(
     rows: list[SaleRow], user_id: int | None = None, now: datetime | None = None
 ) -> list[tuple[OfflineSale, bool]]:
     """Take the stock for every row and post them all, each row its own ledger
-    transaction, in one append (``ledger.sales.post_sales``): what an import does.
+    transaction, in one append (the ledger's ``post_sales``): what an import does.
     Flush, no commit; returns (row, created) per row, in order. Rows whose key was
     posted before return their record and change nothing.
 
@@ -179,7 +191,7 @@ def post_sale_rows(
     moment = now or utcnow()
     labels = channel_labels()
     fresh: list[tuple[SaleRow, Product]] = []
-    requests: list[ledger_sales.SaleRequest] = []
+    requests: list[SaleRequest] = []
     remainders: dict[int, str] = {}  # product id → the account that keeps the rest
     for row in rows:
         if row.key in existing:
@@ -195,11 +207,11 @@ def post_sale_rows(
         )[:200]
         if product.id not in remainders:
             remainders[product.id] = remainder_account(product.id)
-        line = ledger_sales.SaleLine(
+        line = SaleLine(
             product.id, row.sale.unit_price_fen, row.sale.quantity, remainders[product.id]
         )
         requests.append(
-            ledger_sales.SaleRequest(
+            SaleRequest(
                 row.key,
                 [line],
                 paid_at=moment,
@@ -209,7 +221,7 @@ def post_sale_rows(
             )
         )
         fresh.append((row, product))
-    results = ledger_sales.post_sales(db.session, requests)
+    results = post_sales(db.session, requests)
     for (row, product), result in zip(fresh, results, strict=True):
         if not result.posted.created:
             # Not in our table a moment ago, yet in the ledger now: a twin request won.
@@ -267,6 +279,60 @@ def _take_stock(sale: SaleInput) -> Product:
     return product
 
 
+def parse_form_yuan(text: str | None, field: str) -> int | None:
+    """Yuan typed in a form field → fen; None when the field is blank. Raises
+    OfflineError naming ``field`` (the rule is :func:`shop.money.parse_typed_yuan`'s)."""
+    if not (text or "").strip():
+        return None
+    try:
+        return parse_typed_yuan(text)
+    except ValueError:
+        raise OfflineError(_("请输入金额，例如 158 或 158.50（最多两位小数）。"), field) from None
+
+
+@dataclass(frozen=True)
+class OfflineSaleInput:
+    """The hall counter form as the person filled it in: the unit price is yuan as
+    typed (blank: the product's own price), the buyer's name may be blank."""
+
+    product_id: int | None
+    quantity: int
+    unit_price: str = ""
+    payment_method: str = "cash"
+    board_display: str = "anonymous"
+    buyer_name: str = ""
+    organization: str = ""
+
+
+def hall_sale_input(entry: OfflineSaleInput) -> SaleInput:
+    """Decide what the counter form leaves open: the price defaults to the product's,
+    and the love board shows "爱心人士" unless a buyer is named (masked or nickname
+    need a name). Raises :class:`OfflineError` for a bad price or a missing product."""
+    price = parse_form_yuan(entry.unit_price, "unit_price")
+    product = db.session.get(Product, entry.product_id) if entry.product_id else None
+    if product is None or product.status == "archived":
+        raise OfflineError(_("请选择商品。"), "product_id")
+    display = entry.board_display or "anonymous"
+    buyer = entry.buyer_name or ""
+    return SaleInput(
+        product_id=product.id,
+        quantity=entry.quantity,
+        unit_price_fen=price if price is not None else product.price_fen,
+        payment_method=entry.payment_method,
+        board_display=display if buyer or display == "anonymous" else "anonymous",
+        board_name=public_identity(display, buyer, buyer).label,
+        organization=(entry.organization or "").strip(),
+    )
+
+
+def record_counter_sale(
+    entry: OfflineSaleInput, token: str, user_id: int | None = None
+) -> OfflineSale:
+    """The hall counter form's sale (:func:`hall_sale_input`, then
+    :func:`record_hall_sale`). Commits. Raises :class:`OfflineError`."""
+    return record_hall_sale(hall_sale_input(entry), token, user_id)
+
+
 def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) -> OfflineSale:
     """One sale at the exhibition hall counter; ``token`` is the form's one-time token,
     so a double submit posts once. Commits. Raises :class:`OfflineError`."""
@@ -274,13 +340,12 @@ def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) ->
         raise OfflineError(_("页面已过期，请刷新后重试。"))
     validate_sale(sale)
     try:
-        hall = get_session("hall")
-        record, _created = post_sale_row(hall, sale, f"offline_sale:hall:{token}", user_id=user_id)
-        db.session.commit()
-    except (OfflineError, LedgerError) as error:
-        db.session.rollback()
-        if isinstance(error, OfflineError):
-            raise
+        with transaction(db.session):
+            hall = get_session("hall")
+            record, _created = post_sale_row(
+                hall, sale, f"offline_sale:hall:{token}", user_id=user_id
+            )
+    except LedgerError as error:
         raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
     return record
 
@@ -336,29 +401,28 @@ def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True)
     if record.reversal_transaction_id is not None:
         return record
     try:
-        posted = ledger_sales.post_refund(
-            db.session,
-            f"offline_refund:{record.id}",
-            record.row_key,
-            record.total_fen,
-            memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
-        )
-        changed = db.session.execute(
-            update(OfflineSale)
-            .where(OfflineSale.id == record.id, OfflineSale.reversal_transaction_id.is_(None))
-            .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if changed == 1 and restock:
-            db.session.execute(
-                update(Product)
-                .where(Product.id == record.product_id)
-                .values(stock=Product.stock + record.quantity)
-                .execution_options(synchronize_session=False)
+        with transaction(db.session):
+            posted = post_refund(
+                db.session,
+                f"offline_refund:{record.id}",
+                record.row_key,
+                record.total_fen,
+                memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
             )
-        db.session.commit()
+            changed = db.session.execute(
+                update(OfflineSale)
+                .where(OfflineSale.id == record.id, OfflineSale.reversal_transaction_id.is_(None))
+                .values(reversal_transaction_id=posted.id, reversed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed == 1 and restock:
+                db.session.execute(
+                    update(Product)
+                    .where(Product.id == record.product_id)
+                    .values(stock=Product.stock + record.quantity)
+                    .execution_options(synchronize_session=False)
+                )
     except LedgerError as error:
-        db.session.rollback()
         raise OfflineError(_("无法冲销：%(reason)s", reason=str(error))) from None
     db.session.refresh(record)
     return record
@@ -376,6 +440,41 @@ class ReportRow:
     beneficiary_fen: int = 0
 
 
+REPORT_GROUPS = ("channel", "product", "day")
+MAX_REPORT_DAYS = 3660
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """The report form as given (any of it may be missing or invalid)."""
+
+    group: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    group: str
+    start: date
+    end: date
+
+
+def report_range(entry: ReportInput, today: date | None = None) -> ReportRange:
+    """Decide what the report covers: up to ``end`` (default today, Asia/Shanghai) from
+    ``start`` (default 1 January of that year), swapped if reversed, at most
+    :data:`MAX_REPORT_DAYS` days; grouped by channel unless product or day is asked."""
+    today = today or datetime.now(SHANGHAI).date()
+    end = entry.end or today
+    start = entry.start or date(end.year, 1, 1)
+    if start > end:
+        start, end = end, start
+    if end - start > timedelta(days=MAX_REPORT_DAYS):
+        start = end - timedelta(days=MAX_REPORT_DAYS)
+    group = entry.group if entry.group in REPORT_GROUPS else "channel"
+    return ReportRange(group, start, end)
+
+
 def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
     """Sales from ``start`` to ``end`` (Asia/Shanghai days, inclusive) by channel,
     product or day, online and offline together, from the ledger's sale lines.
@@ -383,9 +482,6 @@ def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
     Amounts are gross sales; reversed offline sales and fully refunded online orders
     are left out. Sorted: channels in a fixed order, products by amount, days by date.
     """
-    from ledger import SaleLineRecord, Transaction
-    from shop.orders.models import Order
-
     since = datetime.combine(start, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
     until = datetime.combine(end, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
     until = until + timedelta(days=1)
@@ -443,9 +539,6 @@ def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
 
 
 def report_csv(group: str, rows: list[ReportRow]) -> bytes:
-    import csv
-    import io
-
     heading = {"channel": _("渠道"), "product": _("商品"), "day": _("日期")}[group]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
+from shop.csv_input import ImportFailed, decode
 from shop.demo import resident_id
 from shop.households import importer
-from shop.households.importer import ImportFailed, decode, parse_bool
+from shop.households.importer import parse_bool
 from shop.households.services import (
     HouseholdError,
     id_check_char,
