@@ -11,19 +11,16 @@ No login, no personal data, no connection strings in the answers: a failure is n
 by its part and the kind of error only.
 """
 
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
 from redis import Redis
 from sqlalchemy import text
 
 from ledger import LedgerHead
-from shop.config import PROJECT_ROOT
 from shop.extensions import db, limiter
+from shop.schema_migrations import expected_heads as configured_heads
 
 bp = Blueprint("health", __name__)
 
-MIGRATIONS = PROJECT_ROOT / "migrations"
 _HEADS = "health_migration_heads"
 
 
@@ -68,13 +65,12 @@ def _database() -> str:
 
 def expected_heads() -> set[str]:
     """The migrations' head revisions (read once per process: they change only with a
-    deployment, which restarts the workers)."""
+    deployment, which restarts the workers): the shop's, and the sandbox branch's when
+    the sandbox is mounted — the same configuration ``flask db upgrade`` uses."""
     heads = current_app.extensions.get(_HEADS)
     if heads is None:
         # Alembic's own reading of the revision files, so a branch is counted as it does.
-        config = AlembicConfig(str(MIGRATIONS / "alembic.ini"))
-        config.set_main_option("script_location", str(MIGRATIONS))
-        heads = set(ScriptDirectory.from_config(config).get_heads())
+        heads = configured_heads(current_app._get_current_object())
         current_app.extensions[_HEADS] = heads
     return heads
 
