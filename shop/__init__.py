@@ -1,5 +1,6 @@
 """Lianxin Market: the Flask application factory."""
 
+import importlib
 import os
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from shop.orders.services import register_paid_hook
 from shop.payments.refunds import register_refund_hook
 from shop.payments.routes import bp as payments_bp
 from shop.pii import EXTENSION_KEY, PiiCipher
+from shop.schema_migrations import configure_version_locations, db_cli_group
 
 
 def create_app(config: Config | dict | None = None) -> Flask:
@@ -165,6 +167,11 @@ def _init_extensions(app: Flask) -> None:
         compare_type=True,
         render_item=render_migration_type,
     )
+    # Plugins' migration branches (the sandbox's) join this app's version locations, and
+    # `flask db upgrade` upgrades every head: see shop/schema_migrations.py.
+    if configure_version_locations not in migrate.configure_callbacks:
+        migrate.configure(configure_version_locations)
+    app.cli.add_command(db_cli_group(), name="db")
     csrf.init_app(app)
     babel.init_app(
         app,
@@ -198,14 +205,11 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(boards_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     if app.config["ALIPAY_SANDBOX"]:
-        # The pretend Alipay; its gateway.do checks RSA signatures instead of CSRF tokens.
-        from shop.payments.sandbox.routes import bp as sandbox_bp
-
-        app.register_blueprint(sandbox_bp, url_prefix="/sandbox/alipay")
-        if not app.config.get("ALIPAY_GATEWAY_URL"):
-            app.config["ALIPAY_GATEWAY_URL"] = (
-                app.config["PUBLIC_BASE_URL"] + "/sandbox/alipay/gateway.do"
-            )
+        # The pretend Alipay is a plugin, imported by its configured module name and only
+        # here, so no shop code can come to depend on it and production (sandbox off)
+        # never loads it, its routes or its tables. It mounts itself: blueprint, migration
+        # branch, default ALIPAY_GATEWAY_URL.
+        importlib.import_module(app.config["SANDBOX_GATEWAY"]).init_app(app)
 
 
 def _wants_json() -> bool:

@@ -95,6 +95,9 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
 
     ORDER_EXPIRY_MINUTES = 30
+    # The module mounted as the built-in sandbox gateway when ALIPAY_SANDBOX is on (its
+    # init_app(app) is called; the shop never imports it by name).
+    SANDBOX_GATEWAY = "alipay_sandbox"
     # The sandbox re-sends a notification not answered "success" (like Alipay, but fast).
     SANDBOX_NOTIFY_ATTEMPTS = 3
     SANDBOX_NOTIFY_RETRY_SECONDS = 0.5

@@ -12,19 +12,17 @@ No login, no personal data, no connection strings in the answers: a failure is n
 by its part and the kind of error only.
 """
 
-from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
 from redis import Redis
 from sqlalchemy import text
 
 from ledger import LedgerHead
-from shop.config import PROJECT_ROOT
 from shop.extensions import db, limiter
+from shop.schema_migrations import alembic_config
 
 bp = Blueprint("health", __name__)
 
-MIGRATIONS = PROJECT_ROOT / "migrations"
 _HEADS = "health_migration_heads"
 
 
@@ -68,14 +66,14 @@ def _database() -> str:
 
 
 def _script() -> tuple[set[str], set[str]]:
-    """This code's migration heads and every revision it knows (read once per process:
-    they change only with a deployment, which restarts the workers)."""
+    """This app's migration heads — the shop's, and the sandbox branch's when the
+    sandbox is mounted, the same configuration ``flask db upgrade`` uses — and every
+    revision it knows. Read once per process: they change only with a deployment, which
+    restarts the workers."""
     known = current_app.extensions.get(_HEADS)
     if known is None:
         # Alembic's own reading of the revision files, so a branch is counted as it does.
-        config = AlembicConfig(str(MIGRATIONS / "alembic.ini"))
-        config.set_main_option("script_location", str(MIGRATIONS))
-        script = ScriptDirectory.from_config(config)
+        script = ScriptDirectory.from_config(alembic_config(current_app._get_current_object()))
         known = current_app.extensions[_HEADS] = (
             set(script.get_heads()),
             {revision.revision for revision in script.walk_revisions()},

@@ -61,7 +61,7 @@ def sqlite_template(tmp_path_factory) -> Path:
     path = folder / "template.db"
     app = _migrated_app(f"sqlite:///{path}", folder)
     with app.app_context():
-        upgrade()
+        upgrade(revision="heads")  # the shop's head and the sandbox branch's
         db.engine.dispose()
     return path
 
@@ -76,7 +76,7 @@ def postgres_migrated(tmp_path_factory) -> str:
     engine.dispose()
     app = _migrated_app(TEST_DATABASE_URL, tmp_path_factory.mktemp("pg"))
     with app.app_context():
-        upgrade()
+        upgrade(revision="heads")  # the shop's head and the sandbox branch's
         db.engine.dispose()
     return TEST_DATABASE_URL
 

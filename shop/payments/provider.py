@@ -67,6 +67,8 @@ from shop.payments import keys
 log = logging.getLogger("shop.payments.provider")
 
 ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do"
+# Where the built-in sandbox (alipay_sandbox, mounted by create_app when ALIPAY_SANDBOX is
+# on) answers: a URL contract only; the shop reaches it over HTTP like Alipay.
 SANDBOX_GATEWAY_PATH = "/sandbox/alipay/gateway.do"
 CHARSET = "utf-8"
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")

@@ -16,10 +16,10 @@ import rsa
 from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa
 from sqlalchemy import select
 
+from alipay_sandbox.models import SandboxTrade
 from shop.extensions import db
 from shop.payments import keys
 from shop.payments.models import PaymentNotification
-from shop.payments.sandbox.models import SandboxTrade
 from tests.alipay_helpers import fresh, open_cashier, pay_in_sandbox, pay_url_for
 from tests.builders import make_order, make_product
 from tests.integration.test_alipay_provider import signed_notification

@@ -16,6 +16,7 @@ import rsa
 from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa2
 from sqlalchemy import func, select
 
+from alipay_sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 from shop.db import utcnow
 from shop.extensions import db
 from shop.orders.models import Refund
@@ -27,7 +28,6 @@ from shop.payments.provider import (
     get_provider,
 )
 from shop.payments.refunds import request_refund, retry_pending_refunds
-from shop.payments.sandbox.models import SandboxRefund, SandboxTrade, SandboxTransfer
 from shop.payments.services import confirm_by_query, reconcile
 from tests.alipay_helpers import fresh, open_cashier, pay_in_sandbox, pay_url_for
 from tests.builders import make_order, make_product
@@ -343,7 +343,7 @@ def test_answers_signed_by_another_key_are_not_trusted(app, live, tmp_path):
 def test_answers_signed_with_sha1_are_not_trusted(app, live, monkeypatch):
     from alipay.aop.api.util.SignatureUtils import sign_with_rsa
 
-    from shop.payments.sandbox import services as sandbox
+    from alipay_sandbox import protocol as sandbox
 
     monkeypatch.setattr(sandbox, "sign_with_rsa2", sign_with_rsa)
     with pytest.raises(ProviderError) as error:

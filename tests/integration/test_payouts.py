@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from alipay_sandbox.models import SandboxTransfer
 from ledger import IN_FLIGHT, PAID_OUT, Account, Payout, verify_database
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.households.models import Household
 from shop.orders.services import apply_payment
 from shop.payments import provider as provider_module
-from shop.payments.sandbox.models import SandboxTransfer
 from shop.payouts import services as payout_services
 from shop.payouts.services import run_payouts
 from tests.builders import make_household, make_order, make_product, make_village

@@ -38,8 +38,13 @@ def test_a_migrated_database_is_ready(client):
 
 
 def test_a_schema_behind_the_migrations_is_not_ready(client):
-    head = db.session.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0009'"))
+    # The shop's row; the sandbox branch (mounted in tests) has a row of its own.
+    shop_row = "SELECT version_num FROM alembic_version WHERE version_num NOT LIKE 'sandbox%'"
+    head = db.session.scalar(sa.text(shop_row))
+    db.session.execute(
+        sa.text("UPDATE alembic_version SET version_num = '0009' WHERE version_num = :v"),
+        {"v": head},
+    )
     db.session.commit()
     try:
         response = client.get("/readyz")
@@ -47,22 +52,32 @@ def test_a_schema_behind_the_migrations_is_not_ready(client):
         assert response.json["failing"] == ["migrations"]
         assert response.json["checks"]["migrations"].startswith("behind: at 0009")
     finally:  # the PostgreSQL test database is shared by the tests that follow
-        db.session.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+        db.session.execute(
+            sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = '0009'"),
+            {"v": head},
+        )
         db.session.commit()
 
 
 def test_old_workers_stay_ready_on_a_schema_upgraded_ahead_of_them(client):
     """Rolling upgrade: `db upgrade` to a revision this code has never seen runs first;
     the old workers keep serving readers until the new code replaces them."""
-    head = db.session.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    db.session.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_next'"))
+    shop_row = "SELECT version_num FROM alembic_version WHERE version_num NOT LIKE 'sandbox%'"
+    head = db.session.scalar(sa.text(shop_row))
+    db.session.execute(
+        sa.text("UPDATE alembic_version SET version_num = '9999_next' WHERE version_num = :v"),
+        {"v": head},
+    )
     db.session.commit()
     try:
         response = client.get("/readyz")
         assert response.status_code == 200, response.json
         assert response.json["checks"]["migrations"] == "ok"
     finally:
-        db.session.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+        db.session.execute(
+            sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = '9999_next'"),
+            {"v": head},
+        )
         db.session.commit()
 
 

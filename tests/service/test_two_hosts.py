@@ -13,12 +13,12 @@ from http.cookiejar import CookieJar
 import pytest
 from sqlalchemy import func, select
 
+from alipay_sandbox.models import SandboxTrade
+from alipay_sandbox.notifications import notification_params
 from ledger import Transaction, verify_database
 from shop.catalog.models import Product
 from shop.extensions import db
 from shop.orders.models import Order
-from shop.payments.sandbox.models import SandboxTrade
-from shop.payments.sandbox.services import notification_params
 from tests.builders import make_household, make_product
 from tests.gunicorn_server import app_environment, gunicorn
 

@@ -1,9 +1,13 @@
-"""orders, carts, payments and the sandbox gateway
+"""orders, carts and payments
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 00:29:01.908797
 
+Until the sandbox gateway became its own package this revision also created its tables
+(sandbox_trade, sandbox_refund, sandbox_transfer). They now belong to the sandbox's own
+branch (alipay_sandbox/migrations, label "sandbox"), applied only where the sandbox is
+enabled, so a production database does not get them; existing databases keep them.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,52 +37,6 @@ def upgrade():
     )
     with op.batch_alter_table('payment_notification', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payment_notification_out_trade_no'), ['out_trade_no'], unique=False)
-
-    op.create_table('sandbox_trade',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('app_id', sa.String(length=32), nullable=False),
-    sa.Column('out_trade_no', sa.String(length=64), nullable=False),
-    sa.Column('trade_no', sa.String(length=64), nullable=False),
-    sa.Column('subject', sa.String(length=256), nullable=False),
-    sa.Column('total_fen', sa.Integer(), nullable=False),
-    sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('product_code', sa.String(length=40), nullable=False),
-    sa.Column('notify_url', sa.String(length=512), nullable=False),
-    sa.Column('return_url', sa.String(length=512), nullable=False),
-    sa.Column('buyer_logon_id', sa.String(length=64), nullable=False),
-    sa.Column('refunded_fen', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_sandbox_trade')),
-    sa.UniqueConstraint('app_id', 'out_trade_no', name='uq_sandbox_trade_app_out_trade_no'),
-    sa.UniqueConstraint('trade_no', name=op.f('uq_sandbox_trade_trade_no'))
-    )
-    op.create_table('sandbox_transfer',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('app_id', sa.String(length=32), nullable=False),
-    sa.Column('out_biz_no', sa.String(length=64), nullable=False),
-    sa.Column('order_id', sa.String(length=64), nullable=False),
-    sa.Column('amount_fen', sa.Integer(), nullable=False),
-    sa.Column('payee_identity', sa.String(length=64), nullable=False),
-    sa.Column('payee_name', sa.String(length=64), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_sandbox_transfer')),
-    sa.UniqueConstraint('app_id', 'out_biz_no', name='uq_sandbox_transfer_app_out_biz_no'),
-    sa.UniqueConstraint('order_id', name=op.f('uq_sandbox_transfer_order_id'))
-    )
-    op.create_table('sandbox_refund',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('trade_id', sa.Integer(), nullable=False),
-    sa.Column('out_request_no', sa.String(length=64), nullable=False),
-    sa.Column('amount_fen', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['trade_id'], ['sandbox_trade.id'], name=op.f('fk_sandbox_refund_trade_id_sandbox_trade')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_sandbox_refund')),
-    sa.UniqueConstraint('trade_id', 'out_request_no', name='uq_sandbox_refund_trade_request')
-    )
-    with op.batch_alter_table('sandbox_refund', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_sandbox_refund_trade_id'), ['trade_id'], unique=False)
 
     op.create_table('shop_order',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -209,14 +167,23 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_shop_order_created_at'))
 
     op.drop_table('shop_order')
-    with op.batch_alter_table('sandbox_refund', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_sandbox_refund_trade_id'))
-
-    op.drop_table('sandbox_refund')
-    op.drop_table('sandbox_transfer')
-    op.drop_table('sandbox_trade')
+    # Databases made before the sandbox gateway had its own branch got its tables here.
+    # Where the sandbox branch is applied it has dropped them already (it depends on this
+    # revision, so Alembic downgrades it first); otherwise drop what is left of them.
+    _drop_legacy_sandbox_tables()
     with op.batch_alter_table('payment_notification', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payment_notification_out_trade_no'))
 
     op.drop_table('payment_notification')
     # ### end Alembic commands ###
+
+
+def _drop_legacy_sandbox_tables():
+    present = set(sa.inspect(op.get_bind()).get_table_names())
+    if 'sandbox_refund' in present:
+        with op.batch_alter_table('sandbox_refund', schema=None) as batch_op:
+            batch_op.drop_index(batch_op.f('ix_sandbox_refund_trade_id'))
+        op.drop_table('sandbox_refund')
+    for name in ('sandbox_transfer', 'sandbox_trade'):
+        if name in present:
+            op.drop_table(name)

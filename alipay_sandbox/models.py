@@ -1,6 +1,8 @@
 """State of the built-in sandbox gateway that plays Alipay on this machine.
 
-These tables belong to the pretend Alipay, not to the shop: the shop never reads them.
+These tables belong to the pretend Alipay, not to the shop: the shop never reads them,
+and a production database does not have them (they are created by the sandbox's own
+migration branch, `alipay_sandbox/migrations`, only where the sandbox is enabled).
 Amounts are fen; Alipay's own wire format (yuan strings) is produced at the edge.
 """
 

@@ -1,11 +1,13 @@
 from flask import Blueprint, redirect, render_template, request
 from flask_babel import gettext as _
 
+from alipay_sandbox import cashier
+from alipay_sandbox.api import api_call
+from alipay_sandbox.errors import SandboxError
+from alipay_sandbox.protocol import merged_params, signed_response
 from shop.extensions import csrf
-from shop.payments.sandbox import services
-from shop.payments.sandbox.services import SandboxError
 
-bp = Blueprint("sandbox", __name__)
+bp = Blueprint("sandbox", __name__, template_folder="templates")
 
 
 def _refused(error: SandboxError):
@@ -17,24 +19,24 @@ def _refused(error: SandboxError):
 @csrf.exempt
 def gateway():
     try:
-        params = services.merged_params(request.args, request.form)
+        params = merged_params(request.args, request.form)
     except SandboxError as error:
         return _refused(error)
-    if params.get("method") in services.PAGE_METHODS:
+    if params.get("method") in cashier.PAGE_METHODS:
         try:
-            cashier = services.open_cashier(params)
+            opened = cashier.open_cashier(params)
         except SandboxError as error:
             return _refused(error)
-        return render_template("sandbox/pay.html", cashier=cashier, trade=cashier.trade)
-    key, payload = services.api_call(params)
-    body = services.signed_response(key, payload)
+        return render_template("sandbox/pay.html", cashier=opened, trade=opened.trade)
+    key, payload = api_call(params)
+    body = signed_response(key, payload)
     return body, 200, {"Content-Type": "application/json;charset=utf-8"}
 
 
 @bp.route("/trades/<trade_no>/pay", methods=["POST"])
 def pay(trade_no: str):
     try:
-        return redirect(services.pay(trade_no, request.form.get("ticket", "")))
+        return redirect(cashier.pay(trade_no, request.form.get("ticket", "")))
     except SandboxError as error:
         return _refused(error)
 
@@ -42,6 +44,6 @@ def pay(trade_no: str):
 @bp.route("/trades/<trade_no>/cancel", methods=["POST"])
 def cancel(trade_no: str):
     try:
-        return redirect(services.cancel_url(trade_no, request.form.get("ticket", "")))
+        return redirect(cashier.cancel_url(trade_no, request.form.get("ticket", "")))
     except SandboxError as error:
         return _refused(error)
