@@ -24,6 +24,9 @@ from shop.console.services import add_product_photo
 from shop.db import utcnow
 from shop.extensions import db
 from shop.households.models import Enterprise, Household, Village
+from shop.offline import importer
+from shop.offline.importer import SALES_COLUMNS, roster_csv
+from shop.offline.models import ImportBatch, OfflineSale
 from shop.pii import cipher
 
 HOUSEHOLD_COUNT = 244  # registered households in the programme (see the seed article)
@@ -343,9 +346,6 @@ def _demo_csv(header: list[str], rows: list[list[str]]) -> bytes:
 
 def _post_demo_batch(purpose: str, data: bytes, name: str, **defaults) -> int:
     """Preview and confirm a batch through the real importer, once per content."""
-    from shop.offline import importer
-    from shop.offline.models import ImportBatch
-
     digest = hashlib.sha256(data.decode("utf-8-sig").replace("\r\n", "\n").encode()).hexdigest()
     done = db.session.scalar(
         select(ImportBatch.id).where(
@@ -364,8 +364,6 @@ def seed_offline_year(report: SeedReport | None = None) -> SeedReport:
     (86 × ≈¥850), park wages (62 × ≈¥3,658), dividends (100 × ¥400) and co-op shares
     (¥800 a member). Deterministic; idempotent by the ledger keys (a second run posts
     nothing). Stock for the event is taken in first, as a warehouse would."""
-    from shop.offline.importer import SALES_COLUMNS, roster_csv
-
     report = report or SeedReport()
     products = {p.slug: p for p in db.session.scalars(select(Product))}
     if not all(slug in products for slug, _u, _n in EVENT_SALES):
@@ -412,8 +410,6 @@ def seed_offline_year(report: SeedReport | None = None) -> SeedReport:
             cells[5], cells[6] = "直播", session
             live_rows.append(cells)
             wanted[slug] = wanted.get(slug, 0) + qty
-
-    from shop.offline.models import OfflineSale
 
     if db.session.scalar(select(func.count()).select_from(OfflineSale)) == 0:
         for slug, units in wanted.items():  # goods into the warehouse for the year's sales

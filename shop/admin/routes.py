@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 
 from shop.admin.forms import HouseholdForm, HouseholdImportForm
 from shop.auth.decorators import role_required
+from shop.csv_input import ImportFailed
 from shop.errors import show_on_form
 from shop.extensions import db
 from shop.households import importer, services
@@ -134,7 +135,7 @@ def import_households():
         data = form.file.data.stream.read(limit + 1)
         try:
             summary = importer.import_households(data)
-        except importer.ImportFailed as failure:
+        except ImportFailed as failure:
             errors = failure.errors
         else:
             flash(
