@@ -16,8 +16,9 @@ What it does:
 2. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` and ``… bench/hello_app:app`` on
    free ports of 127.0.0.1 with the same ``WEB_CONCURRENCY`` / ``WEB_THREADS``; rate
    limits off (``RATELIMIT_ENABLED=0``: every request comes from one address).
-3. For each page — home, a product page, the love board, ``GET /api/v1/products`` — and
-   for "hello": ``--warmup`` seconds untimed, then ``--seconds`` timed, with
+3. For each page — home, a product page, the love board, ``GET /api/v1/products``, and
+   ``/healthz`` as the floor of the shop's own stack (session, CSP, request log; no
+   query, no template) — and for "hello": ``--warmup`` seconds untimed, then ``--seconds`` timed, with
    ``--concurrency`` client threads each on its own keep-alive connection. Prints
    requests/s, p50 and p99 latency, and the ratio of requests/s to bare Flask's.
 4. The resident memory (VmRSS) of one shop worker after the run, and the SQL
@@ -53,6 +54,7 @@ from shop import create_app  # noqa: E402
 from shop.extensions import db  # noqa: E402
 
 PAGES = {
+    "health        GET /healthz": "/healthz",  # the shop's stack, no query, no page
     "home          GET /": "/",
     "product page  GET /p/raspberry-wine": "/p/raspberry-wine",
     "love board    GET /board": "/board",
