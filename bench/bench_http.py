@@ -18,9 +18,10 @@ What it does:
    limits off (``RATELIMIT_ENABLED=0``: every request comes from one address).
 3. For each page — home, a product page, the love board, ``GET /api/v1/products``, and
    ``/healthz`` as the floor of the shop's own stack (session, CSP, request log; no
-   query, no template) — and for "hello": ``--warmup`` seconds untimed, then ``--seconds`` timed, with
-   ``--concurrency`` client threads each on its own keep-alive connection. Prints
-   requests/s, p50 and p99 latency, and the ratio of requests/s to bare Flask's.
+   query, no template) — and for "hello": ``--warmup`` seconds untimed, then
+   ``--seconds`` timed, with ``--concurrency`` client threads each on its own
+   keep-alive connection. Prints requests/s, p50 and p99 latency, and the ratio of
+   requests/s to bare Flask's.
 4. The resident memory (VmRSS) of one shop worker after the run, and the SQL
    statements each page runs (counted in-process with a SQLAlchemy event, after one
    warm-up request, so what a cache saves shows here too).
