@@ -60,7 +60,7 @@ def test_a_served_page_carries_a_csrf_token_that_works_for_its_own_visitor(app, 
 
 def test_stock_price_and_photos_each_make_the_next_view_fresh(client, wine):
     _page(client)
-    order = make_order([(wine, 3)], buyer())  # reserves stock
+    make_order([(wine, 3)], buyer())  # reserves stock
     response, html = _page(client)
     assert response.headers["X-Page-Cache"] == "miss"
     assert "27 瓶" in html
@@ -79,7 +79,6 @@ def test_stock_price_and_photos_each_make_the_next_view_fresh(client, wine):
     assert _page(client)[0].headers["X-Page-Cache"] == "hit"
     console.move_photo(first.id, +1)
     assert _page(client)[0].headers["X-Page-Cache"] == "miss"
-    assert order.status == "pending_payment"
 
 
 def test_a_sale_shows_on_the_product_page_and_the_love_board_at_once(client, wine):
