@@ -19,12 +19,18 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
+import shop.approvals.kinds
 import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
 from shop import formatting, page_cache, request_log, security
 from shop.admin.routes import bp as admin_bp
 from shop.api.routes import bp as api_bp
+from shop.approvals.audit_routes import bp as audit_bp
+from shop.approvals.routes import bp as approvals_bp
+from shop.approvals.routes import public_bp as changes_bp
+from shop.audit import log as audit_log
 from shop.auth.models import User
 from shop.auth.routes import bp as auth_bp
+from shop.auth.routes import staff_session_rules
 from shop.benefits.services import post_order_sale, post_refund_reversal
 from shop.boards.online import online_purchase
 from shop.boards.projection import register_source, start_following
@@ -159,6 +165,7 @@ def _select_locale() -> str:
 
 def _init_extensions(app: Flask) -> None:
     db.init_app(app)
+    audit_log.install(db.session)
     migrate.init_app(
         app,
         db,
@@ -184,10 +191,17 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
+    app.before_request(staff_session_rules)
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        # "<id>:<session_version>": a session from before a password change (or from
+        # before versions existed) names an old version and is signed out.
+        number, _sep, version = user_id.partition(":")
+        if not (number.isdigit() and version.isdigit()):
+            return None
+        user = db.session.get(User, int(number))
+        return user if user is not None and user.session_version == int(version) else None
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -204,6 +218,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(offline_bp, url_prefix="/console/offline")
     app.register_blueprint(boards_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(approvals_bp, url_prefix="/admin/proposals")
+    app.register_blueprint(audit_bp, url_prefix="/admin/audit")
+    app.register_blueprint(changes_bp)
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay is a plugin, imported by its configured module name and only
         # here, so no shop code can come to depend on it and production (sandbox off)

@@ -1,4 +1,4 @@
-"""Command-line interface: ``flask --app wsgi users|demo|payments|ledger|payouts …``."""
+"""Command-line interface: ``flask --app wsgi users|demo|payments|ledger|payouts|audit …``."""
 
 from pathlib import Path
 
@@ -7,7 +7,10 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ledger import verify_database
+from shop.audit.log import acting_as
+from shop.audit.verify import verify_audit
 from shop.auth.services import AccountError, create_user
+from shop.auth.two_factor import find_user, reset_two_factor, set_password
 from shop.backup import BackupError, create_backup, restore_backup
 from shop.boards.projection import follow_ledger, rebuild
 from shop.demo import DEMO_LOGINS, seed_demo
@@ -15,13 +18,14 @@ from shop.extensions import db
 from shop.jobs.runner import job_status_lines, run_due, run_forever
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import reconcile
-from shop.payouts.services import run_payouts
+from shop.payouts.services import finish_in_flight, plan_batch
 
 users_cli = AppGroup("users", help="Manage staff and admin accounts.")
 demo_cli = AppGroup("demo", help="The demo programme (双井村).")
 payments_cli = AppGroup("payments", help="Payments: reconcile with Alipay.")
 ledger_cli = AppGroup("ledger", help="The ledger: verify the hash chain and balances.")
 payouts_cli = AppGroup("payouts", help="Pay households what they are owed.")
+audit_cli = AppGroup("audit", help="The staff audit log.")
 boards_cli = AppGroup("boards", help="The public boards: aggregates kept in step with the ledger.")
 backup_cli = AppGroup("backup", help="Back up the database, restore it into an empty one.")
 jobs_cli = AppGroup(
@@ -86,15 +90,65 @@ def ledger_verify() -> None:
     "--threshold-fen",
     type=click.IntRange(min=1),
     default=None,
-    help="Pay households owed at least this many fen (default PAYOUT_THRESHOLD_FEN).",
+    help="Count households owed at least this many fen (default PAYOUT_THRESHOLD_FEN).",
 )
 def payouts_run(threshold_fen: int | None) -> None:
-    """Finish payouts in flight, then pay every household owed at least the threshold.
+    """Finish payouts in flight (ask Alipay again, settle). New payouts start only when a
+    second admin approves a batch in /admin/payouts (four eyes), never from here.
     Exit status 1 when a transfer failed or is still unconfirmed (for cron to notice)."""
-    report = run_payouts(threshold_fen)
+    with acting_as("cli"):
+        report = finish_in_flight()
+        plan = plan_batch(threshold_fen)
     click.echo(report.summary())
+    click.echo(
+        f"{len(plan.lines)} households are due {plan.total_fen} fen: an admin proposes the "
+        "batch in /admin/payouts and a second admin approves it"
+        + (f"; {len(plan.recent_card)} with a recently changed card need their own approval"
+           if plan.recent_card else "")
+    )
     if not report.finished:
         raise SystemExit(1)
+
+
+@users_cli.command("reset-password")
+@click.argument("username")
+@click.password_option(help="Prompted for (twice) when not given.")
+def users_reset_password(username: str, password: str) -> None:
+    """Set a user's password and sign them out everywhere (recorded in the audit log)."""
+    user = find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        with acting_as("cli"):
+            set_password(user, password, "auth.password_reset")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password reset for {user.username!r}; their sessions are signed out")
+
+
+@users_cli.command("reset-2fa")
+@click.argument("username")
+def users_reset_two_factor(username: str) -> None:
+    """Turn off a user's two-factor login (a lost phone); they enrol again at next login."""
+    user = find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    with acting_as("cli"):
+        reset_two_factor(user)
+    click.echo(f"two-factor login reset for {user.username!r}")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Check the audit chain, and that every payout, refund and reversal posted since the
+    log began is named by an audit record; exit 1 naming any problem."""
+    result = verify_audit(db.session)
+    if result.ok:
+        click.echo(f"OK {result.count} audit records, head {result.head_hash}")
+        return
+    for problem in result.problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    raise SystemExit(1)
 
 
 @boards_cli.command("follow")
@@ -184,5 +238,6 @@ def register_cli(app: Flask) -> None:
         boards_cli,
         jobs_cli,
         backup_cli,
+        audit_cli,
     ):
         app.cli.add_command(group)

@@ -139,6 +139,19 @@ class Config:
         self.PAYOUT_THRESHOLD_FEN = int(env.get("PAYOUT_THRESHOLD_FEN") or 10000)
         # The jobs worker (flask jobs run / tick): how often each job is due, and when
         # the daily payout runs (Asia/Shanghai; empty: the worker never pays out).
+        # Four eyes: a payout to a card changed within this many days needs its own
+        # approval; refunds and reversals above this amount (fen) need a second admin;
+        # a proposal not decided within this many hours expires.
+        self.PAYOUT_CARD_HOLD_DAYS = _env_int("PAYOUT_CARD_HOLD_DAYS", 7)
+        self.APPROVAL_THRESHOLD_FEN = _env_int("APPROVAL_THRESHOLD_FEN", 50000)
+        self.PROPOSAL_EXPIRY_HOURS = _env_int("PROPOSAL_EXPIRY_HOURS", 72)
+        # Staff sessions: signed out after this many idle minutes; failed password or
+        # code attempts in a row before the account locks, and for how long.
+        self.STAFF_IDLE_MINUTES = _env_int("STAFF_IDLE_MINUTES", 30)
+        self.LOGIN_LOCK_AFTER = _env_int("LOGIN_LOCK_AFTER", 5)
+        self.LOGIN_LOCK_MINUTES = _env_int("LOGIN_LOCK_MINUTES", 15)
+        # Staff and admins must enrol in two-factor login before using the console.
+        self.STAFF_2FA_REQUIRED = _env_flag("STAFF_2FA_REQUIRED", True)
         self.JOBS_POLL_SECONDS = _env_int("JOBS_POLL_SECONDS", 15)
         self.JOBS_LEASE_SECONDS = _env_int("JOBS_LEASE_SECONDS", 900)
         self.EXPIRE_EVERY_SECONDS = _env_int("EXPIRE_EVERY_SECONDS", 60)
@@ -189,6 +202,11 @@ class Config:
             problems.append(
                 f"PUBLIC_BASE_URL is {self.PUBLIC_BASE_URL!r}: buyers, Alipay's notifications "
                 "and the QR codes must reach the shop over https"
+            )
+        if not self.STAFF_2FA_REQUIRED:
+            problems.append(
+                "STAFF_2FA_REQUIRED is off: staff and admins could sign in with a password "
+                "alone (remove STAFF_2FA_REQUIRED=0)"
             )
         for name in ("ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE"):
             path = getattr(self, name)

@@ -163,3 +163,13 @@ def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8-sig")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """A cell Excel will show as text, never run as a formula (OWASP CSV injection):
+    one starting with = + - @ or a tab/CR gets a leading apostrophe."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

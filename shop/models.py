@@ -13,6 +13,8 @@ from ledger import (
     SaleLineRecord,
     Transaction,
 )
+from shop.approvals.models import ChangeProposal
+from shop.audit.models import AuditHead, AuditRecord
 from shop.auth.models import User
 from shop.boards.models import (
     BoardFeed,
@@ -34,6 +36,8 @@ from shop.payments.models import PaymentNotification
 
 __all__ = [
     "Account",
+    "AuditHead",
+    "AuditRecord",
     "BenefitRule",
     "BoardFeed",
     "BoardFeedHousehold",
@@ -45,6 +49,7 @@ __all__ = [
     "BoardState",
     "CartItem",
     "Category",
+    "ChangeProposal",
     "Enterprise",
     "Entry",
     "Household",

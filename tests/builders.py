@@ -5,8 +5,12 @@ Each commits what it builds, so the app under test sees it through its own sessi
 
 import io
 import itertools
+import time
+from datetime import UTC, datetime
 
+import pyotp
 from PIL import Image
+from sqlalchemy import select
 
 from shop.auth.models import User
 from shop.catalog.models import Category, Product
@@ -16,13 +20,31 @@ from shop.households.models import Household, Village
 _counter = itertools.count(1)
 
 
-def make_user(username=None, password="password-123", role="buyer", **overrides) -> User:
+def make_user(
+    username=None, password="password-123", role="buyer", two_factor=None, **overrides
+) -> User:
+    """A user; staff and admins come enrolled in two-factor login (as the console
+    requires) unless ``two_factor=False`` — use :func:`totp_code` to log them in."""
     user = User(username=username or f"user{next(_counter)}", role=role, **overrides)
     user.display_name = user.display_name or user.username
     user.set_password(password)
+    if two_factor if two_factor is not None else role in ("staff", "admin"):
+        user.totp_secret = pyotp.random_base32()
+        user.totp_enabled_at = datetime.now(UTC)
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def totp_code(username: str) -> str:
+    """A code the server will accept for this user now: the current 30-second step, or
+    the next one if the current step's code was used already (codes are single-use)."""
+    db.session.expire_all()
+    user = db.session.scalar(select(User).where(User.username == username))
+    now = int(time.time()) // 30
+    step = max(now, user.totp_last_step + 1)
+    assert step <= now + 1, "two codes used in this step already: wait for the next"
+    return pyotp.TOTP(user.totp_secret).at(step * 30)
 
 
 def make_category(**overrides) -> Category:
@@ -119,3 +141,14 @@ def in_app_thread(app, fn, *args):
             return fn(*args)
         finally:
             db.session.remove()
+
+
+def approve_pending(approver_username: str = "checker") -> list:
+    """Approve every pending proposal as a second admin (made if missing): what the
+    second pair of eyes does, for tests about what happens after approval."""
+    from shop.approvals import services as approvals
+
+    approver = db.session.scalar(select(User).where(User.username == approver_username))
+    if approver is None:
+        approver = make_user(username=approver_username, role="admin")
+    return [approvals.approve(p.id, approver) for p in approvals.pending()]

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask import g
 from flask_migrate import upgrade
 
 from shop import create_app
 from shop.extensions import db
-from tests.builders import make_user
+from tests.builders import make_user, totp_code
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -92,6 +93,10 @@ def _truncate_all(url: str) -> None:
             sa.text("INSERT INTO ledger_head (id, count, hash) VALUES (1, 0, :h)"), {"h": "0" * 64}
         )
         conn.execute(sa.text("INSERT INTO board_state (id, last_transaction_id) VALUES (1, 0)"))
+        conn.execute(
+            sa.text("INSERT INTO audit_head (id, count, hash, ledger_from) VALUES (1, 0, :h, 0)"),
+            {"h": "0" * 64},
+        )
     engine.dispose()
 
 
@@ -116,6 +121,14 @@ def app(database_url, tmp_path):
             "UPLOAD_FOLDER": str(tmp_path / "uploads"),
         }
     )
+    # Tests hold one app context open, and a request reuses it, so flask.g would carry the
+    # last request's user and request id into the next (production pushes a context per
+    # request). Forget them first, so two clients in one test are two people.
+    def forget_last_request():
+        g.pop("_login_user", None)
+        g.pop("request_id", None)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, forget_last_request)
     with app.app_context():
         yield app
         db.session.remove()
@@ -128,9 +141,16 @@ def client(app):
 
 
 def login(client, username: str, password: str):
-    return client.post(
+    """Log in as a person would: the password, then (staff and admins) the code from
+    their authenticator app."""
+    response = client.post(
         "/login", data={"username": username, "password": password}, follow_redirects=False
     )
+    if response.status_code == 302 and response.headers["Location"].endswith("/login/code"):
+        response = client.post(
+            "/login/code", data={"code": totp_code(username)}, follow_redirects=False
+        )
+    return response
 
 
 @pytest.fixture

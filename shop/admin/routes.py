@@ -10,8 +10,12 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from shop.admin.forms import HouseholdForm, HouseholdImportForm
+from shop.approvals import kinds as changes
+from shop.approvals import services as approvals
+from shop.audit.history import object_history
 from shop.auth.decorators import role_required
 from shop.csv_input import ImportFailed
 from shop.errors import show_on_form
@@ -79,6 +83,10 @@ def _input_from(form: HouseholdForm) -> services.HouseholdInput:
     )
 
 
+def _me():
+    return current_user._get_current_object()
+
+
 def _private(response):
     # The edit page shows decrypted PII: keep it out of shared and browser caches.
     response.headers["Cache-Control"] = "no-store"
@@ -91,12 +99,13 @@ def new_household():
     form = _household_form()
     if form.validate_on_submit():
         try:
-            household = services.create_household(_input_from(form))
-        except services.HouseholdError as error:
+            proposal = changes.propose_household_create(_input_from(form), _me())
+        except (services.HouseholdError, approvals.ApprovalError) as error:
             show_on_form(form, error)
         else:
-            flash(_("已登记农户 %(code)s。", code=household.code), "success")
-            return redirect(url_for("admin.households", q=household.code))
+            flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
+                  "success")
+            return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     body = render_template("admin/household_form.html", form=form, household=None)
     return _private(current_app.make_response((body, status)))
@@ -113,14 +122,19 @@ def edit_household(household_id: int):
         form.code.data = household.code  # fixed once registered; the input is read-only
     if form.validate_on_submit():
         try:
-            services.update_household(household.id, _input_from(form))
-        except services.HouseholdError as error:
+            proposal = changes.propose_household_update(household.id, _input_from(form), _me())
+        except (services.HouseholdError, approvals.ApprovalError) as error:
             show_on_form(form, error)
         else:
-            flash(_("已保存农户 %(code)s。", code=household.code), "success")
-            return redirect(url_for("admin.households", q=household.code))
+            flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
+                  "success")
+            return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
-    body = render_template("admin/household_form.html", form=form, household=household)
+    body = render_template(
+        "admin/household_form.html", form=form, household=household,
+        history=object_history("household", household.id),
+        proposals=approvals.for_household(household.code), label=approvals.kind_label,
+    )
     return _private(current_app.make_response((body, status)))
 
 
@@ -134,19 +148,15 @@ def import_households():
         # One byte past the limit is enough to know the file is too big.
         data = form.file.data.stream.read(limit + 1)
         try:
-            summary = importer.import_households(data)
+            proposal = changes.propose_household_import(data, _me())
         except ImportFailed as failure:
             errors = failure.errors
+        except approvals.ApprovalError as error:
+            errors = [error.message]
         else:
-            flash(
-                _(
-                    "导入完成：新登记 %(created)s 户，更新 %(updated)s 户。",
-                    created=summary.created,
-                    updated=summary.updated,
-                ),
-                "success",
-            )
-            return redirect(url_for("admin.households"))
+            flash(_("已提交审批：%(title)s。另一位管理员批准后写入。", title=proposal.title),
+                  "success")
+            return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     return render_template(
         "admin/household_import.html",

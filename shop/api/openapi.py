@@ -246,6 +246,41 @@ def openapi_document() -> dict:
                     },
                 }
             },
+            "/changes": {
+                "get": {
+                    "summary": "Approved changes to households, benefit rules and the register "
+                    "(four eyes), newest first; cards, names and ID numbers masked",
+                    "parameters": [
+                        {"name": "household", "in": "query", "required": False,
+                         "schema": {"type": "string", "maxLength": 16}},
+                        {"name": "before", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1}},
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "one page of the public change log",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["changes"],
+                                        "properties": {
+                                            "changes": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Change"},
+                                            },
+                                            "next": {"type": "string"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error_response("before or limit is not a number in range"),
+                    },
+                }
+            },
             "/ledger/head": {
                 "get": {
                     "summary": "The hash chain's head: number of transactions and last hash",
@@ -288,6 +323,25 @@ def openapi_document() -> dict:
         "components": {
             "schemas": {
                 "Error": ERROR,
+                "Change": {
+                    "type": "object",
+                    "required": ["id", "approved_at", "kind", "title", "household_code",
+                                 "proposed_by", "approved_by", "before", "after"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "approved_at": {"type": "string", "format": "date-time"},
+                        "proposed_at": {"type": "string", "format": "date-time"},
+                        "kind": {"type": "string", "description": "household.update, "
+                                 "household.create, household.import, rule.new, …"},
+                        "kind_label": {"type": "string"},
+                        "title": {"type": "string"},
+                        "household_code": {"type": ["string", "null"]},
+                        "proposed_by": {"type": "string", "description": "display name"},
+                        "approved_by": {"type": "string", "description": "display name"},
+                        "before": {"type": "object", "description": "masked values"},
+                        "after": {"type": "object", "description": "masked values"},
+                    },
+                },
                 "Product": {
                     "type": "object",
                     "required": [

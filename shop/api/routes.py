@@ -3,6 +3,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from ledger import head, iter_export_lines
 from shop.api import services
 from shop.api.openapi import openapi_document
+from shop.approvals import public as change_log
 from shop.boards import reads as boards
 from shop.catalog.services import published_products
 from shop.errors import error_response, user_error_response
@@ -81,6 +82,23 @@ def board():
 def households():
     # No ETag: a household edited in the admin changes this without a ledger posting.
     return jsonify(boards.households_json())
+
+
+@bp.route("/changes")
+def changes():
+    """Approved changes to households, rules and the register, newest first, masked."""
+    before = request.args.get("before", "")
+    limit = request.args.get("limit", str(change_log.PAGE_SIZE))
+    if (before and not before.isdigit()) or not limit.isdigit() or not 1 <= int(limit) <= 200:
+        return error_response(400, "bad_request", "before must be an id; limit 1–200")
+    household = request.args.get("household", "").strip()[:16] or None
+    rows = change_log.approved_changes(household, int(before) if before else None, int(limit))
+    body = {"changes": [change_log.change_json(row) for row in rows]}
+    if len(rows) == int(limit):
+        body["next"] = url_for(
+            "api.changes", household=household, before=rows[-1].id, limit=limit
+        )
+    return jsonify(body)
 
 
 @bp.route("/ledger/head")

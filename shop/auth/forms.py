@@ -22,3 +22,19 @@ class RegisterForm(FlaskForm):
     confirm = PasswordField(
         _l("再次输入密码"), validators=[EqualTo("password", message=_l("两次输入的密码不一致"))]
     )
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        _l("验证码或恢复码"), validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("当前密码"), validators=[DataRequired(), Length(max=200)])
+    password = PasswordField(_l("新密码"), validators=[DataRequired(), Length(min=8, max=200)])
+    confirm = PasswordField(
+        _l("再次输入新密码"),
+        validators=[EqualTo("password", message=_l("两次输入的密码不一致"))],
+    )

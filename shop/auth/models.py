@@ -3,12 +3,13 @@
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from shop.db import UTCDateTime, utcnow
 from shop.extensions import db
+from shop.pii import EncryptedText
 
 ROLES = ("buyer", "staff", "admin")
 # Each role may do everything the roles before it may.
@@ -27,6 +28,20 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Two-factor login (TOTP, RFC 6238): the shared secret encrypted at rest; the last
+    # time step accepted, so a code is never accepted twice; recovery codes as SHA-256
+    # hashes (JSON list), each removed when used.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText())
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int] = mapped_column(default=0, server_default="0")
+    recovery_codes: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # Failed password or code attempts in a row; at the limit the account is locked
+    # until ``locked_until``.
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Part of the session's user id: raising it signs the user out everywhere.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password, method="scrypt")
@@ -36,6 +51,14 @@ class User(UserMixin, db.Model):
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
+
+    def get_id(self) -> str:
+        """The id kept in the session: ``<id>:<session_version>`` (see ``load_user``)."""
+        return f"{self.id}:{self.session_version}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users

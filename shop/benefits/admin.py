@@ -84,6 +84,33 @@ def new_rule_version(
     note: str,
 ) -> BenefitRule:
     """Validate the admin's input and add the next rule version (commits)."""
+    fen, basis_points, households = check_rule_version(
+        product_id, share_kind, share_amount, split, weight_basis, household_group
+    )
+    try:
+        return set_product_rule(
+            product_id,
+            households,
+            split,
+            weight_basis,
+            share_fen_per_unit=fen,
+            share_basis_points=basis_points,
+            note=note,
+        )
+    except RuleError as error:
+        raise RuleInputError(str(error), "share_amount") from None
+
+
+def check_rule_version(
+    product_id: int | None,
+    share_kind: str,
+    share_amount: str,
+    split: str,
+    weight_basis: str,
+    household_group: str,
+) -> tuple[int | None, int | None, list[Household]]:
+    """Everything :func:`new_rule_version` checks, without writing: the share (fen or
+    basis points) and the households the rule would link."""
     fen, basis_points = _parse_share(share_kind, share_amount)
     if product_id is not None:
         product = db.session.get(Product, product_id)
@@ -105,18 +132,7 @@ def new_rule_version(
         households = [h for h in households if h.land_mu > 0]
     if not households:
         raise RuleInputError(_("所选范围内没有在册农户。"), "households")
-    try:
-        return set_product_rule(
-            product_id,
-            households,
-            split,
-            weight_basis,
-            share_fen_per_unit=fen,
-            share_basis_points=basis_points,
-            note=note,
-        )
-    except RuleError as error:
-        raise RuleInputError(str(error), "share_amount") from None
+    return fen, basis_points, households
 
 
 @dataclass

@@ -43,3 +43,4 @@ class RefundForm(FlaskForm):
     amount = StringField(_l("退款金额（元）"), validators=[DataRequired(), Length(max=20)])
     reason = StringField(_l("退款原因"), validators=[Optional(), Length(max=200)])
     restock = BooleanField(_l("把本单未退回的商品全部放回库存"))
+

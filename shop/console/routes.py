@@ -2,6 +2,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from shop.approvals import kinds as changes
+from shop.approvals import services as approvals
 from shop.auth.decorators import role_required
 from shop.boards.products import label_sheet as label_sheet_of
 from shop.catalog.models import Product
@@ -272,10 +274,22 @@ def refund_order(order_no: str):
         restock = None
         if form.restock.data:
             restock = {line.id: line.quantity - line.restocked for line in order.lines}
+        if changes.needs_approval(amount_fen):
+            proposal = changes.propose_refund(
+                order, amount_fen, form.reason.data or "", restock,
+                current_user._get_current_object(),
+            )
+            flash(
+                _("超过 %(limit)s 的退款需另一位管理员审批，已提交：%(title)s。",
+                  limit=format_fen(current_app.config["APPROVAL_THRESHOLD_FEN"]),
+                  title=proposal.title),
+                "success",
+            )
+            return redirect(url_for("approvals.detail", proposal_id=proposal.id))
         refund = request_refund(
             order.id, amount_fen, form.reason.data or "", restock, created_by=current_user.id
         )
-    except (OrderError, services.ConsoleError) as error:
+    except (OrderError, services.ConsoleError, approvals.ApprovalError) as error:
         flash(error.message, "error")
     else:
         messages = {

@@ -171,10 +171,11 @@ def _existing_input(household: Household) -> dict:
     }
 
 
-def import_households(data: bytes) -> ImportSummary:
+def import_households(data: bytes, dry_run: bool = False) -> ImportSummary:
     """Validate the whole CSV file, then create/update its households in one commit.
 
     Raises :class:`ImportFailed` (nothing written) listing every problem found.
+    ``dry_run``: check only and say what would happen (new households have no code yet).
     """
     max_bytes = _limit("HOUSEHOLD_IMPORT_MAX_BYTES", MAX_IMPORT_BYTES)
     if len(data) > max_bytes:
@@ -198,6 +199,11 @@ def import_households(data: bytes) -> ImportSummary:
             errors = errors[:MAX_ERRORS_LISTED]
             errors.append(_("……共 %(n)s 处错误，只列出前 %(m)s 处。", n=total, m=MAX_ERRORS_LISTED))
         raise ImportFailed(errors)
+    if dry_run:
+        return ImportSummary(
+            created_codes=[row.cleaned.code or "" for row in rows if row.target is None],
+            updated_codes=[row.target.code for row in rows if row.target is not None],
+        )
     return _write(rows)
 
 

@@ -74,6 +74,9 @@ class Household(db.Model):
     coop_member: Mapped[bool] = mapped_column(default=False)
 
     active: Mapped[bool] = mapped_column(default=True)
+    # When the bank card last changed on a registered household: a payout within
+    # PAYOUT_CARD_HOLD_DAYS of it needs its own approval.
+    card_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -85,6 +88,8 @@ class Household(db.Model):
 
     def set_bank_card(self, card_number: str | None) -> None:
         digits = "".join(ch for ch in (card_number or "") if ch.isdigit())
+        if self.id is not None and (digits or None) != self.bank_card:
+            self.card_changed_at = utcnow()
         self.bank_card = digits or None
         self.card_last4 = digits[-4:] if digits else ""
 

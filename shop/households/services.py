@@ -333,11 +333,10 @@ def _raise_first(errors: list[HouseholdError]) -> None:
         raise error
 
 
-def create_household(values: HouseholdInput) -> Household:
-    """Register a household and commit.
+def check_create(values: HouseholdInput) -> CleanHousehold:
+    """Everything :func:`create_household` checks, without writing: the cleaned values.
 
-    Raises :class:`HouseholdError` when a field is invalid (``error.errors`` lists all
-    of them), the code is taken, or the ID number is already registered.
+    Raises :class:`HouseholdError` as :func:`create_household` does.
     """
     cleaned = clean(values)
     _raise_first(cleaned.errors)
@@ -348,6 +347,16 @@ def create_household(values: HouseholdInput) -> Household:
         select(Household.id).where(Household.code == cleaned.code)
     ):
         raise HouseholdError(_("户编码 %(code)s 已被使用。", code=cleaned.code), "code")
+    return cleaned
+
+
+def create_household(values: HouseholdInput) -> Household:
+    """Register a household and commit.
+
+    Raises :class:`HouseholdError` when a field is invalid (``error.errors`` lists all
+    of them), the code is taken, or the ID number is already registered.
+    """
+    cleaned = check_create(values)
     village = db.session.get(Village, cleaned.village_id)
     # A generated code can collide with a concurrent registration; try the next one.
     for _attempt in range(3):
@@ -375,12 +384,8 @@ def _explain_conflict(cleaned: CleanHousehold, own_id: int | None = None) -> Non
         raise duplicate_id_error(other)
 
 
-def update_household(household_id: int, values: HouseholdInput) -> Household:
-    """Change a household's details and commit. The code cannot be changed.
-
-    Raises :class:`HouseholdError` as :func:`create_household` does, and when the
-    household does not exist.
-    """
+def check_update(household_id: int, values: HouseholdInput) -> tuple[Household, CleanHousehold]:
+    """Everything :func:`update_household` checks, without writing."""
     household = get_household(household_id)
     cleaned = clean(values)
     _raise_first(cleaned.errors)
@@ -389,6 +394,16 @@ def update_household(household_id: int, values: HouseholdInput) -> Household:
     other = holder_of_id(cleaned.id_number)
     if other is not None and other.id != household.id:
         raise duplicate_id_error(other)
+    return household, cleaned
+
+
+def update_household(household_id: int, values: HouseholdInput) -> Household:
+    """Change a household's details and commit. The code cannot be changed.
+
+    Raises :class:`HouseholdError` as :func:`create_household` does, and when the
+    household does not exist.
+    """
+    household, cleaned = check_update(household_id, values)
     apply(household, cleaned)
     try:
         db.session.commit()

@@ -7,7 +7,8 @@
 - ``boards_follow``, every ``BOARDS_FOLLOW_EVERY_SECONDS`` (60): fold any ledger posting
   not yet on the boards (normally none: postings fold as they commit).
 - ``payouts``, daily from ``PAYOUTS_AT`` (10:00 Asia/Shanghai; empty: never): finish
-  payouts in flight, pay households owed at least ``PAYOUT_THRESHOLD_FEN``.
+  payouts in flight. It starts none: a new batch is paid when a second admin approves
+  it (four eyes, ``shop.approvals``).
 
 Each returns a one-line summary; a payout run that left transfers failed, unconfirmed
 or held counts as failed, so the operator's job list shows it.
@@ -17,12 +18,13 @@ from datetime import timedelta
 
 from flask import Flask
 
+from shop.audit.log import acting_as
 from shop.boards.projection import follow_ledger
 from shop.extensions import db
 from shop.jobs.runner import Job, register_job
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import expire_unpaid, reconcile
-from shop.payouts.services import run_payouts
+from shop.payouts.services import finish_in_flight
 
 
 class JobFailed(RuntimeError):
@@ -56,7 +58,8 @@ def boards_follow() -> str:
 
 
 def payouts() -> str:
-    report = run_payouts(None)
+    with acting_as("jobs"):
+        report = finish_in_flight()
     if not report.finished:
         raise JobFailed(report.summary())
     return report.summary()

@@ -31,6 +31,7 @@ from ledger import (
     wages_fen,
 )
 from ledger import reverse_income as reverse_ledger_income
+from shop.audit.log import note
 from shop.benefits.services import PROGRAMME_COLLECTIVE
 from shop.boards.reads import programme_totals
 from shop.db import transaction, utcnow
@@ -427,6 +428,13 @@ def reverse_income(income_id: int, user_id: int | None = None) -> HouseholdIncom
         with transaction(db.session):
             posted = reverse_ledger_income(
                 db.session, record.key, memo=f"冲销 {record.household_code} {record.period}"
+            )
+            note(
+                db.session, "offline.reverse_income", "household_income", record.id,
+                before={"household": record.household_code, "amount_fen": record.amount_fen,
+                        "period": record.period},
+                after={"reversed": True},
+                ledger_keys=[f"income_reversal:{record.key}"],
             )
             db.session.execute(
                 update(HouseholdIncome)

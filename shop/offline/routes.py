@@ -1,7 +1,17 @@
 import secrets
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -20,9 +30,14 @@ from shop.offline.forms import (
     RosterForm,
     SalesUploadForm,
 )
-from shop.offline.models import ImportBatch
+from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale
 
 bp = Blueprint("offline", __name__)
+
+
+def _needs_approval(amount_fen: int) -> bool:
+    """Reversals above APPROVAL_THRESHOLD_FEN (fen) need a second admin."""
+    return amount_fen > current_app.config["APPROVAL_THRESHOLD_FEN"]
 
 
 def _csv_response(data: bytes, filename: str) -> Response:
@@ -133,6 +148,11 @@ def sales_template():
 def reverse_sale(sale_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
+    record = db.session.get(OfflineSale, sale_id)
+    if record is not None and _needs_approval(record.total_fen):
+        # A second admin decides: the proposal is made by the approvals pages (307 keeps
+        # the POST and its CSRF token).
+        return redirect(url_for("approvals.propose_sale_reversal", sale_id=sale_id), code=307)
     try:
         services.reverse_sale(sale_id, current_user.id)
     except services.OfflineError as error:
@@ -328,6 +348,11 @@ def income_template():
 def reverse_income(income_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
+    record = db.session.get(HouseholdIncome, income_id)
+    if record is not None and _needs_approval(record.amount_fen):
+        return redirect(
+            url_for("approvals.propose_income_reversal", income_id=income_id), code=307
+        )
     try:
         income.reverse_income(income_id, current_user.id)
     except services.OfflineError as error:

@@ -38,6 +38,7 @@ from ledger import (
     post_refund,
     post_sales,
 )
+from shop.audit.log import note
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
 from shop.db import transaction, utcnow
@@ -408,6 +409,13 @@ def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True)
                 record.row_key,
                 record.total_fen,
                 memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
+            )
+            note(
+                db.session, "offline.reverse_sale", "offline_sale", record.id,
+                before={"total_fen": record.total_fen, "product": record.product_name,
+                        "quantity": record.quantity},
+                after={"reversed": True, "restock": restock},
+                ledger_keys=[f"offline_refund:{record.id}"],
             )
             changed = db.session.execute(
                 update(OfflineSale)

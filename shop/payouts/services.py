@@ -8,7 +8,8 @@ again about every payout still in flight, then starts new ones.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -22,11 +23,13 @@ from ledger import (
     settle_payout,
     start_payout,
 )
+from shop.audit.log import note
 from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI
 from shop.households.models import Household
 from shop.payments.provider import ProviderError, get_provider
+from shop.pii import cipher
 
 log = logging.getLogger("shop.payouts")
 
@@ -41,6 +44,8 @@ class PayoutRunReport:
     # Household codes whose last payout the bank refused (card or name) and whose
     # record has not been corrected since that payout started.
     held: list[str] = field(default_factory=list)
+    # Household codes left out of an approved batch: the card changed after approval.
+    card_changed: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -150,18 +155,128 @@ def run_payouts(threshold_fen: int | None = None) -> PayoutRunReport:
             # refused again. (A correction while it was in flight counts.)
             report.held.append(code)
             continue
-        out_biz_no = _new_out_biz_no(code)
-        try:
-            start_payout(
-                db.session, out_biz_no, code, owed, card_last4=household.card_last4
-            )
-            db.session.commit()
-        except PayoutBusy:
-            db.session.rollback()
+        _start_and_transfer(household, owed, report)
+    return report
+
+
+def _start_and_transfer(household: Household, amount_fen: int, report: PayoutRunReport) -> None:
+    out_biz_no = _new_out_biz_no(household.code)
+    try:
+        start_payout(
+            db.session, out_biz_no, household.code, amount_fen, card_last4=household.card_last4
+        )
+        note(
+            db.session, "payout.start", "household", household.code,
+            after={"amount_fen": amount_fen, "bank_card": household.card_masked,
+                   "out_biz_no": out_biz_no},
+            ledger_keys=[f"payout:{out_biz_no}"],
+        )
+        db.session.commit()
+    except PayoutBusy:
+        db.session.rollback()
+        return
+    except Exception:
+        db.session.rollback()
+        raise
+    report.started += 1
+    _transfer_and_settle(out_biz_no, report)
+
+
+def finish_in_flight() -> PayoutRunReport:
+    """Ask Alipay again about every payout in flight and settle it; start nothing new.
+
+    What the jobs worker and ``flask payouts run`` do: a new batch is released only by
+    two admins (:func:`plan_batch` proposed, :func:`release_batch` on approval).
+    """
+    report = PayoutRunReport()
+    for payout in in_flight(db.session):
+        _transfer_and_settle(payout.out_biz_no, report)
+    return report
+
+
+def card_digest(card_number: str | None) -> str:
+    """A keyed digest of a card number: compares cards without storing them again."""
+    return cipher().blind_index(card_number or "")
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One household of a payout batch as proposed: the amount (fen) and the card it goes
+    to (masked for the approver, and as a digest to check it is still the same card)."""
+
+    code: str
+    name_masked: str
+    amount_fen: int
+    card_masked: str
+    card_digest: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BatchPlan:
+    lines: list[BatchLine] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # no card, inactive
+    held: list[str] = field(default_factory=list)  # the bank refused the card or name
+    # Card changed within PAYOUT_CARD_HOLD_DAYS: each needs its own approval.
+    recent_card: list[str] = field(default_factory=list)
+
+    @property
+    def total_fen(self) -> int:
+        return sum(line.amount_fen for line in self.lines)
+
+
+def batch_line(household: Household, amount_fen: int) -> BatchLine:
+    return BatchLine(
+        household.code, household.name_masked, amount_fen, household.card_masked,
+        card_digest(household.bank_card),
+    )
+
+
+def plan_batch(threshold_fen: int | None = None) -> BatchPlan:
+    """Who would be paid now, and how much: what an admin proposes as a payout batch.
+
+    Households whose card changed in the last ``PAYOUT_CARD_HOLD_DAYS`` are left out
+    (``recent_card``): a payout to a new card is approved one household at a time.
+    """
+    threshold = threshold_fen or current_app.config["PAYOUT_THRESHOLD_FEN"]
+    hold = timedelta(days=current_app.config["PAYOUT_CARD_HOLD_DAYS"])
+    plan = BatchPlan()
+    refused_at = latest_refusals(db.session)
+    for code, owed in households_due(db.session, threshold):
+        household = db.session.scalar(select(Household).where(Household.code == code))
+        if household is None or not household.active or not household.bank_card:
+            plan.skipped.append(code)
+        elif refused_at.get(code) is not None and household.updated_at <= refused_at[code]:
+            plan.held.append(code)
+        elif household.card_changed_at is not None and utcnow() - household.card_changed_at < hold:
+            plan.recent_card.append(code)
+        else:
+            plan.lines.append(batch_line(household, owed))
+    return plan
+
+
+def owed_to(code: str) -> int:
+    """What the household is owed now (fen, 0 if nothing)."""
+    return dict(households_due(db.session, 1)).get(code, 0)
+
+
+def release_batch(lines: list[BatchLine]) -> PayoutRunReport:
+    """Pay an approved batch: each household at most the approved amount and only to the
+    approved card (a household whose card changed since is left out, ``card_changed``).
+    Payouts in flight are finished first."""
+    report = finish_in_flight()
+    owed = dict(households_due(db.session, 1))
+    for line in lines:
+        household = db.session.scalar(select(Household).where(Household.code == line.code))
+        if household is None or not household.active or not household.bank_card:
+            report.skipped.append(line.code)
             continue
-        except Exception:
-            db.session.rollback()
-            raise
-        report.started += 1
-        _transfer_and_settle(out_biz_no, report)
+        if card_digest(household.bank_card) != line.card_digest:
+            report.card_changed.append(line.code)
+            continue
+        amount = min(line.amount_fen, owed.get(line.code, 0))
+        if amount >= 1:
+            _start_and_transfer(household, amount, report)
     return report
