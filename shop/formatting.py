@@ -3,6 +3,7 @@
 Times are stored in UTC; people see them in the programme's time zone, defined here once.
 """
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -22,3 +23,10 @@ def register(app) -> None:
     app.add_template_filter(format_fen, "fen")
     app.add_template_filter(format_fen_plain, "fen_plain")
     app.add_template_filter(local_time, "localtime")
+    app.add_template_filter(json_text, "json_text")
+
+
+def json_text(value) -> str:
+    """A value as readable JSON for a page (Chinese as itself, not \\u escapes); the
+    template escapes it like any text."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

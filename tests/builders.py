@@ -152,3 +152,23 @@ def approve_pending(approver_username: str = "checker") -> list:
     if approver is None:
         approver = make_user(username=approver_username, role="admin")
     return [approvals.approve(p.id, approver) for p in approvals.pending()]
+
+
+class SecondPairOfEyes:
+    """An admin's test client whose proposals a second admin approves straight away:
+    for tests about what a change does once approved, not about the approving."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def post(self, *args, **kwargs):
+        response = self.client.post(*args, **kwargs)
+        location = response.headers.get("Location", "") if response.status_code == 302 else ""
+        if "/admin/proposals/" in location or (
+            kwargs.get("follow_redirects") and "/admin/proposals/" in response.request.path
+        ):
+            approve_pending()
+        return response

@@ -67,12 +67,16 @@ def run_payouts_now():
     """Propose the next payout batch: it is paid when a second admin approves it."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    try:
-        proposal, plan = changes.propose_payout_batch(current_user._get_current_object())
-    except approvals.ApprovalError as error:
-        flash(error.message, "error")
-        return redirect(url_for("admin.payouts"))
-    flash(_("已提交审批：%(title)s。另一位管理员批准后打款。", title=proposal.title), "success")
+    plan = plan_batch()
+    if plan.held:
+        flash(
+            _(
+                "%(n)s 户上次打款被银行退回（卡号或户名有误），暂不重试："
+                "在农户管理中改正银行卡或户主姓名后，下次打款会重试。",
+                n=len(plan.held),
+            ),
+            "error",
+        )
     if plan.recent_card:
         flash(
             _(
@@ -81,6 +85,12 @@ def run_payouts_now():
             ),
             "error",
         )
+    try:
+        proposal = changes.propose_payout_batch(current_user._get_current_object(), plan)
+    except approvals.ApprovalError as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.payouts"))
+    flash(_("已提交审批：%(title)s。另一位管理员批准后打款。", title=proposal.title), "success")
     return redirect(url_for("approvals.detail", proposal_id=proposal.id))
 
 

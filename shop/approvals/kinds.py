@@ -273,9 +273,9 @@ def _lines(payload: dict) -> list[payouts.BatchLine]:
     return [payouts.BatchLine(**line) for line in payload["lines"]]
 
 
-def propose_payout_batch(by):
-    """Propose paying every household due now, to the cards they have now."""
-    plan = payouts.plan_batch()
+def propose_payout_batch(by, plan: payouts.BatchPlan | None = None):
+    """Propose paying every household due now (``plan``), to the cards they have now."""
+    plan = plan or payouts.plan_batch()
     if not plan.lines:
         raise ApprovalError(_("现在没有可以打款的农户。"))
     after = {
@@ -303,7 +303,7 @@ def propose_payout_batch(by):
         after=after,
         object_type="payout_batch",
         object_id="next",
-    ), plan
+    )
 
 
 def propose_household_payout(code: str, by):

@@ -122,13 +122,20 @@ def propose(
     note(
         db.session,
         "proposal.create",
-        "proposal",
-        proposal.id,
+        *_object_of(proposal),
         before=before,
-        after={**after, "kind": kind, "object": f"{object_type}:{object_id}"},
+        after={**after, "kind": kind, "proposal": proposal.id},
     )
     db.session.commit()
     return proposal
+
+
+def _object_of(proposal: ChangeProposal) -> tuple[str, str]:
+    """What an audit record about a proposal is filed under: the thing it changes (so a
+    household's history shows its proposals), else the proposal itself."""
+    if proposal.object_type and proposal.object_id:
+        return proposal.object_type, proposal.object_id
+    return "proposal", str(proposal.id)
 
 
 def get(proposal_id: int) -> ChangeProposal:
@@ -183,8 +190,7 @@ def approve(proposal_id: int, user: User) -> ChangeProposal:
     note(
         db.session,
         "proposal.approve",
-        proposal.object_type or "proposal",
-        proposal.object_id or proposal.id,
+        *_object_of(proposal),
         before=summary["before"],
         after={
             **summary["after"],
@@ -210,7 +216,7 @@ def approve(proposal_id: int, user: User) -> ChangeProposal:
     if kind.run_after is not None:
         outcome = kind.run_after(payload, proposal)
         proposal.outcome = outcome[:2000]
-        note(db.session, "proposal.released", "proposal", proposal.id, after={"outcome": outcome})
+        note(db.session, "proposal.released", *_object_of(proposal), after={"outcome": outcome})
         db.session.commit()
     return proposal
 
@@ -221,9 +227,8 @@ def _fail(proposal_id: int, user: User, why: str) -> None:
         note(
             db.session,
             "proposal.fail",
-            "proposal",
-            proposal.id,
-            after={"reason": why},
+            *_object_of(proposal),
+            after={"reason": why, "proposal": proposal.id},
             actor=actor_for(user),
         )
         db.session.commit()
@@ -244,9 +249,8 @@ def reject(proposal_id: int, user: User, reason: str) -> ChangeProposal:
     note(
         db.session,
         "proposal.reject",
-        "proposal",
-        proposal.id,
-        after={"reason": reason[:300]},
+        *_object_of(proposal),
+        after={"reason": reason[:300], "proposal": proposal.id},
         actor=actor_for(user),
     )
     db.session.commit()

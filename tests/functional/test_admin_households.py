@@ -12,7 +12,7 @@ from shop.extensions import db
 from shop.households import importer, services
 from shop.households.models import Household
 from shop.households.services import id_check_char
-from tests.builders import make_household, make_village
+from tests.builders import SecondPairOfEyes, make_household, make_village
 
 HEADER = [
     "户编码", "户主姓名", "身份证号", "家庭人口", "村", "村民小组",
@@ -76,6 +76,13 @@ def form_data(**overrides):
     }
     data.update(overrides)
     return data
+
+
+@pytest.fixture
+def admin_client(admin_client):
+    # Registering and editing households is four-eyes (tests/functional/test_four_eyes.py):
+    # here a second admin approves each proposal at once.
+    return SecondPairOfEyes(admin_client)
 
 
 @pytest.fixture

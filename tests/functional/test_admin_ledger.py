@@ -7,7 +7,21 @@ from shop.extensions import db
 from shop.orders.models import Refund
 from shop.orders.services import apply_payment
 from shop.payments.refunds import _apply_refund_success
-from tests.builders import make_household, make_order, make_product, make_village
+import pytest
+
+from tests.builders import (
+    SecondPairOfEyes,
+    make_household,
+    make_order,
+    make_product,
+    make_village,
+)
+
+
+@pytest.fixture
+def admin_client(admin_client):
+    # A new rule version is four-eyes: a second admin approves each proposal at once here.
+    return SecondPairOfEyes(admin_client)
 
 
 def test_admin_sets_a_new_rule_version_and_history_stays(admin_client, app):

@@ -102,7 +102,7 @@ def test_one_admin_alone_cannot_change_a_card_and_pay_to_it(admin_client, househ
     assert OLD_CARD not in detail and NEW_CARD not in detail
 
     # The same admin proposes a payout batch: it goes to the card on record, not the new one.
-    admin_client.post("/admin/payouts/run")
+    assert admin_client.post("/admin/payouts/run").status_code == 302
     batch = db.session.scalar(select(ChangeProposal).where(ChangeProposal.kind == "payout.release"))
     lines = json.loads(batch.after)["lines"]
     assert [(line["code"], line["bank_card"]) for line in lines] == [("SJ-001", "**** 2222")]

@@ -285,8 +285,9 @@ def test_income_by_channel_matches_the_ledger_and_public_views(staff_client, reg
 
 
 def test_admin_reversal_removes_the_income_and_allows_a_corrected_booking(
-    client, admin_user, register
+    app, client, admin_user, register
 ):
+    app.config["APPROVAL_THRESHOLD_FEN"] = 10**9  # larger ones: tests/functional/test_four_eyes
     login(client, "admin1", ADMIN_PASSWORD)
     book(client, register)
     record = db.session.scalar(select(HouseholdIncome))

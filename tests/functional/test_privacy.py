@@ -15,7 +15,10 @@ from shop.demo import seed_demo
 from shop.extensions import db
 from shop.households.models import Household
 from shop.orders.services import apply_payment
-from tests.builders import buyer, make_household, make_order
+from shop.approvals import kinds
+from shop.approvals import services as approvals
+from shop.households.services import HouseholdInput, id_check_char
+from tests.builders import buyer, make_household, make_order, make_user
 
 # Only staff, admins and the pretend Alipay see these; they are checked by role tests.
 PRIVATE_PREFIXES = ("/console", "/admin", "/sandbox")
@@ -50,7 +53,17 @@ def public_arguments(seeded) -> dict:
 @pytest.fixture
 def seeded(app):
     seed_demo()
-    make_household(head_name="司马建国", card="6228480012345678901", id_number="610722195001011234")
+    sima_id = "61072219500101123" + id_check_char("61072219500101123")
+    sima = make_household(head_name="司马建国", card="6228480012345678901", id_number=sima_id)
+    # An approved change of name and card (four eyes): the public change log shows it,
+    # masked — neither the old nor the new name or card may appear in full.
+    maker = make_user(username="maker", role="admin")
+    checker = make_user(username="checker", role="admin")
+    values = HouseholdInput(
+        head_name="司马建军", id_number=sima_id, members=3,
+        village_id=sima.village_id, code=sima.code, bank_card="6228480099998888777",
+    )
+    approvals.approve(kinds.propose_household_update(sima.id, values, maker).id, checker)
     wine = db.session.scalar(select(Product).order_by(Product.id))
     order = make_order(
         [(wine, 2)],
@@ -85,6 +98,7 @@ def seeded(app):
             )
             if secret
         ],
+        "household_secrets_changed": ["司马建国", "6228480012345678901"],
         "buyer_secrets": [
             BUYER_NAME,
             BUYER_PHONE,
@@ -136,19 +150,27 @@ def test_public_output_never_contains_seeded_pii(app, client, seeded, lang):
         assert response.status_code < 500, url
         body = response.get_data(as_text=True)
         body_digits = digits_only(body)
-        leaked = [s for s in seeded["household_secrets"] if s in body]
-        leaked += [s for s in seeded["household_secrets"] if s.isdigit() and s in body_digits]
+        secrets = seeded["household_secrets"] + seeded["household_secrets_changed"]
+        leaked = [s for s in secrets if s in body]
+        leaked += [s for s in secrets if s.isdigit() and s in body_digits]
         if endpoint not in BUYER_ONLY_ENDPOINTS:
             leaked += [s for s in seeded["buyer_secrets"] if s in body]
             leaked += [BUYER_PHONE] if BUYER_PHONE in body_digits else []
         assert not leaked, f"{url} shows personal data: {leaked[:3]}"
 
 
+def test_the_public_change_log_is_in_the_crawl(app, client, seeded):
+    """The approved change above is there to be scanned, masked."""
+    body = client.get("/changes").get_data(as_text=True)
+    assert "**** 8901" in body and "**** 8777" in body and "司**军" in body
+    assert client.get("/api/v1/changes").get_json()["changes"][0]["approved_by"] == "checker"
+
+
 def test_the_crawl_would_notice_a_leak(app, client, seeded):
     """Guard against a crawl that sees nothing: put a name where it must not be."""
     product = db.session.scalar(select(Product).where(Product.status == "published"))
-    product.story = "感谢农户司马建国"
+    product.story = "感谢农户司马建军"
     db.session.commit()
     body = client.get(f"/p/{product.slug}").get_data(as_text=True)
-    assert "司马建国" in body
-    assert "司马建国" in seeded["household_secrets"]
+    assert "司马建军" in body
+    assert "司马建军" in seeded["household_secrets"]

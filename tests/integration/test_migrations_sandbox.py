@@ -4,14 +4,18 @@ neither its routes nor its tables, and a database made before the branch existed
 (sandbox tables created by the shop's 0002) upgrades cleanly and keeps their rows."""
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade
 
 from alipay_sandbox.models import SandboxTrade
 from shop import create_app
+from shop.config import PROJECT_ROOT
 from shop.extensions import db
 from tests.integration.test_migrations import schema_differences, table_names
 
 SANDBOX_TABLES = {"sandbox_trade", "sandbox_refund", "sandbox_transfer"}
+# The shop's own head revision: the newest file in migrations/versions.
+SHOP_HEAD = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
 
 
 def _app(url: str, tmp_path, sandbox: bool):
@@ -44,7 +48,7 @@ def test_a_production_app_has_no_sandbox_routes_and_no_sandbox_tables(empty_data
         _cli_upgrade(app)
         assert table_names(db.engine) & SANDBOX_TABLES == set()
         assert table_names(db.engine) == set(db.metadata.tables) - SANDBOX_TABLES
-        assert _versions(db.engine) == {"0010"}
+        assert _versions(db.engine) == {SHOP_HEAD}
         assert app.test_client().get("/readyz").json["checks"]["migrations"] == "ok"
         db.session.remove()
         db.engine.dispose()
@@ -56,14 +60,14 @@ def test_flask_db_upgrade_with_the_sandbox_creates_its_tables(empty_database_url
         _cli_upgrade(app)
         assert SANDBOX_TABLES <= table_names(db.engine)
         assert schema_differences(db.engine) == []
-        assert _versions(db.engine) == {"0010", "sandbox_0001"}
+        assert _versions(db.engine) == {SHOP_HEAD, "sandbox_0001"}
         assert app.test_client().get("/readyz").json["checks"]["migrations"] == "ok"
         db.session.remove()
         db.engine.dispose()
 
 
 def test_a_database_from_before_the_branch_keeps_its_sandbox_rows(empty_database_url, tmp_path):
-    # A database at 0010 whose sandbox tables the shop's 0002 created, with a trade in them.
+    # A database at the shop's head whose sandbox tables the shop's 0002 created, with a trade in them.
     old = _app(empty_database_url, tmp_path, sandbox=False)
     with old.app_context():
         _cli_upgrade(old)
@@ -81,14 +85,14 @@ def test_a_database_from_before_the_branch_keeps_its_sandbox_rows(empty_database
     # Production keeps running on it (the branch is not there)…
     with old.app_context():
         _cli_upgrade(old)
-        assert _versions(db.engine) == {"0010"}
+        assert _versions(db.engine) == {SHOP_HEAD}
         db.engine.dispose()
 
     # …and with the sandbox mounted, the branch adopts the tables it finds.
     app = _app(empty_database_url, tmp_path, sandbox=True)
     with app.app_context():
         _cli_upgrade(app)
-        assert _versions(db.engine) == {"0010", "sandbox_0001"}
+        assert _versions(db.engine) == {SHOP_HEAD, "sandbox_0001"}
         assert schema_differences(db.engine) == []
         assert db.session.scalar(sa.select(SandboxTrade.out_trade_no)) == "LX0001"
         db.session.rollback()  # the read's transaction would hold up the DROPs below

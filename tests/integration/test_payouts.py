@@ -17,7 +17,13 @@ from shop.orders.services import apply_payment
 from shop.payments import provider as provider_module
 from shop.payouts import services as payout_services
 from shop.payouts.services import run_payouts
-from tests.builders import make_household, make_order, make_product, make_village
+from tests.builders import (
+    approve_pending,
+    make_household,
+    make_order,
+    make_product,
+    make_village,
+)
 from tests.live_server import live_server
 
 
@@ -117,11 +123,10 @@ def test_a_household_whose_payout_failed_waits_until_its_card_is_corrected(
     assert (again.started, again.failed, again.held) == (0, 0, ["SJ-001"])
     assert len(transfers()) == attempts
     assert "1 held (card or name refused)" in again.summary()
-    held_run = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "500"])
-    assert held_run.exit_code == 1 and "1 held" in held_run.output  # cron keeps noticing
     app.config["PAYOUT_THRESHOLD_FEN"] = 500  # the admin page runs with the configured one
     page = admin_client.post("/admin/payouts/run", follow_redirects=True).get_data(as_text=True)
-    assert "1 户上次打款被银行退回" in page
+    assert "1 户上次打款被银行退回" in page  # and no batch is proposed to the refused card
+    assert "现在没有可以打款的农户" in page
     assert len(transfers()) == attempts
 
     zhang = db.session.get(Household, zhang.id)
@@ -238,10 +243,25 @@ def test_the_cli_exits_non_zero_while_a_transfer_is_unconfirmed(app, owed):
     """A cron job must notice a run that could not reach Alipay: the payouts stay in
     flight (nothing lost), the command says what to check and exits 1."""
     app.config["ALIPAY_GATEWAY_URL"] = "http://127.0.0.1:9/gateway.do"
+    assert run_payouts(threshold_fen=500).pending == 2  # an approved batch, Alipay away
     result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "500"])
     assert result.exit_code == 1, result.output
     assert "2 still in flight" in result.output and "run again later" in result.output
     assert payouts_by_status() == {"in_flight": 2}
+
+
+def test_the_cli_finishes_payouts_in_flight_but_starts_none(app, live, owed):
+    """Four eyes: `flask payouts run` (and the daily job) only finish what two admins
+    released; households due wait for the next approved batch."""
+    app.config["ALIPAY_GATEWAY_URL"] = "http://127.0.0.1:9/gateway.do"
+    run_payouts(threshold_fen=2000)  # SJ-001's ¥30 in flight, SJ-002's ¥10 below 2000
+    app.config["ALIPAY_GATEWAY_URL"] = None
+    result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "500"])
+    assert result.exit_code == 0, result.output
+    assert "0 started, 1 paid" in result.output
+    assert "1 households are due 1000 fen" in result.output
+    assert payouts_by_status() == {"paid": 1}
+    assert balance("household:SJ-002") == -1000
 
 
 def test_a_threshold_below_one_fen_is_refused(app, live, owed):
@@ -262,11 +282,12 @@ def test_household_without_a_card_is_skipped(app, live, owed):
     assert balance("household:SJ-002") == -1000
 
 
-def test_cli_and_admin_page(app, live, owed, admin_client):
-    result = CliRunner().invoke(app.cli, ["payouts", "run", "--threshold-fen", "2000"])
-    assert result.exit_code == 0, result.output
-    assert "1 started, 1 paid" in result.output
+def test_admin_page_proposes_a_batch_a_second_admin_releases(app, live, owed, admin_client):
+    app.config["PAYOUT_THRESHOLD_FEN"] = 2000
     page = admin_client.post("/admin/payouts/run", follow_redirects=True).get_data(as_text=True)
-    assert "打款完成" in page
+    assert "打款批次：1 户" in page and "**** 5678" in page and "张*明" in page
+    assert payouts_by_status() == {}
+    approve_pending()
+    assert payouts_by_status() == {"paid": 1}
     listing = admin_client.get("/admin/payouts").get_data(as_text=True)
     assert "**** 5678" in listing and "张*明" in listing and "张三明" not in listing
