@@ -30,10 +30,13 @@ from shop.offline.models import ImportBatch, OfflineSale
 from shop.pii import cipher
 
 HOUSEHOLD_COUNT = 244  # registered households in the programme (see the seed article)
+# Two admins, because every change to a household's money needs a second one (four eyes).
 DEMO_LOGINS = [
     ("village", "lianxin-village-2026", "staff"),
     ("admin", "lianxin-admin-2026", "admin"),
+    ("checker", "lianxin-checker-2026", "admin"),
 ]
+DEMO_DISPLAY_NAMES = {"village": "驻村工作队", "admin": "管理员", "checker": "复核管理员"}
 
 VILLAGE = {
     "code": "SJ",
@@ -268,7 +271,7 @@ def seed_demo(only_if_empty: bool = False) -> SeedReport:
             user = User(
                 username=username,
                 role=role,
-                display_name={"staff": "驻村工作队", "admin": "管理员"}[role],
+                display_name=DEMO_DISPLAY_NAMES[username],
             )
             user.set_password(password)
             db.session.add(user)

@@ -80,11 +80,12 @@ def reject(proposal_id: int):
         flash(_("请写明驳回理由。"), "error")
         return redirect(url_for("approvals.detail", proposal_id=proposal_id))
     try:
-        services.reject(proposal_id, current_user._get_current_object(), form.reason.data)
+        proposal = services.reject(proposal_id, _me(), form.reason.data)
     except services.ApprovalError as error:
         flash(error.message, "error")
     else:
-        flash(_("已驳回。"), "success")
+        own = proposal.proposed_by_id == current_user.id
+        flash(_("已撤回。") if own else _("已驳回。"), "success")
     return redirect(url_for("approvals.detail", proposal_id=proposal_id))
 
 

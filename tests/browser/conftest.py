@@ -79,3 +79,31 @@ def output_dir(request) -> Path:
     folder = PROJECT_ROOT / "test-output" / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    """Log in as the person would: the password, then the code from their authenticator
+    app — or, for staff not yet enrolled, the enrolment page (scan, first code), which
+    the console requires before anything else."""
+    import pyotp
+    from sqlalchemy import select
+
+    from shop.auth.models import User
+    from shop.extensions import db
+
+    page.goto(base_url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_load_state()
+    if page.url.split("?")[0].endswith("/login/code"):
+        db.session.expire_all()
+        user = db.session.scalar(select(User).where(User.username == username))
+        page.fill("input[name=code]", pyotp.TOTP(user.totp_secret).now())
+        page.locator("form button[type=submit]").last.click()
+        page.wait_for_load_state()
+    if page.url.split("?")[0].endswith("/account/two-factor"):
+        secret = page.locator("#totp-secret").inner_text().strip()
+        page.fill("input[name=code]", pyotp.TOTP(secret).now())
+        page.locator("form button[type=submit]").last.click()
+        page.locator(".recovery-codes").wait_for()

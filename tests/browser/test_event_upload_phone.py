@@ -8,6 +8,7 @@ from ledger import Transaction, income_by_household
 from shop.benefits.services import set_product_rule
 from shop.extensions import db
 from shop.offline.models import OfflineSale
+from tests.browser.conftest import log_in
 from tests.builders import make_household, make_product, make_user, make_village
 from tests.live_server import live_server
 
@@ -43,11 +44,8 @@ def test_staff_uploads_event_csv_on_a_phone_and_confirms(app, phone, output_dir,
 
     with live_server(app) as base_url:
         before = _board_pages(base_url, phone)
-        phone.goto(base_url + "/login?next=/console/offline/")
-        phone.fill("input[name=username]", "village1")
-        phone.fill("input[name=password]", "village-pass-1")
-        phone.locator("form button[type=submit]").last.click()
-        phone.wait_for_url("**/console/offline/")
+        log_in(phone, base_url, "village1", "village-pass-1")  # password, then the code
+        phone.goto(base_url + "/console/offline/")
 
         phone.select_option("select[name=channel]", "event")
         phone.fill("input[name=session_name]", "2026年春节年货展销会")

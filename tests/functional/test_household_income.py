@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from ledger import Account, Transaction, income_by_household
+from shop.audit.verify import verify_audit
 from shop.extensions import db
 from shop.households.models import Enterprise
 from shop.offline.models import HouseholdIncome, ImportBatch
-from tests.builders import make_household, make_village
+from tests.builders import approve_pending, make_household, make_village
 from tests.conftest import ADMIN_PASSWORD, login
 
 
@@ -325,3 +326,29 @@ def test_the_staff_note_stays_private_and_out_of_the_public_ledger(staff_client,
     export = staff_client.get("/api/v1/ledger/export.jsonl").get_data(as_text=True)
     assert "income_land" in export
     assert "张三明" not in export and "13900001111" not in export
+
+
+def test_a_reversal_above_the_threshold_waits_for_a_second_admin(
+    app, client, admin_user, register
+):
+    """¥850 of land rent is over APPROVAL_THRESHOLD_FEN (¥500): reversing it is a
+    proposal; the income stays booked until another admin approves."""
+    login(client, "admin1", ADMIN_PASSWORD)
+    book(client, register)
+    record = db.session.scalar(select(HouseholdIncome))
+    assert record.amount_fen > app.config["APPROVAL_THRESHOLD_FEN"]
+    page = client.get("/console/offline/income").get_data(as_text=True)
+    proposed = client.post(
+        f"/console/offline/income/{record.id}/reverse",
+        data={"csrf_token": csrf_of(page)},
+        follow_redirects=True,
+    )
+    assert "需另一位管理员审批" in proposed.get_data(as_text=True)
+    assert tx_count() == 1
+    db.session.expire_all()
+    assert db.session.get(HouseholdIncome, record.id).reversal_transaction_id is None
+    approve_pending()
+    db.session.expire_all()
+    assert db.session.get(HouseholdIncome, record.id).reversal_transaction_id is not None
+    assert tx_count() == 2
+    assert verify_audit(db.session).ok
