@@ -66,7 +66,7 @@ def login():
         elif user is None or not user.active or not user.check_password(form.password.data):
             locked = user is not None and two_factor.register_failure(user, "password")
             flash(_locked_message() if locked else _("用户名或密码不正确。"), "error")
-        elif user.has_role("staff") and user.two_factor_enabled:
+        elif user.two_factor_enabled:  # anyone enrolled, as the enrolment page promises
             session["second_step"] = {
                 "user": user.get_id(),
                 "at": time.time(),
@@ -150,8 +150,13 @@ def two_factor_setup():
             enabled=True,
             left=two_factor.recovery_codes_left(current_user),
         )
-    secret = session.get("totp_enrolment") or two_factor.new_secret()
-    session["totp_enrolment"] = secret
+    # The secret waiting for its first code belongs to this user: the next person to log
+    # in on a shared computer must not be offered a secret the last one has seen.
+    pending = session.get("totp_enrolment")
+    if not isinstance(pending, dict) or pending.get("user") != current_user.get_id():
+        pending = {"user": current_user.get_id(), "secret": two_factor.new_secret()}
+    session["totp_enrolment"] = pending
+    secret = pending["secret"]
     form = CodeForm()
     if form.validate_on_submit():
         codes = two_factor.enrol(current_user, secret, form.code.data)

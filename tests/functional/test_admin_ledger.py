@@ -1,5 +1,6 @@
 """The admin's view of the money: rules, trial balance, household statements."""
 
+import pytest
 from sqlalchemy import select
 
 from ledger import BenefitRule
@@ -7,8 +8,6 @@ from shop.extensions import db
 from shop.orders.models import Refund
 from shop.orders.services import apply_payment
 from shop.payments.refunds import _apply_refund_success
-import pytest
-
 from tests.builders import (
     SecondPairOfEyes,
     make_household,

@@ -39,7 +39,8 @@ def product(app):
 def test_a_staff_change_is_recorded_with_who_when_and_from_where(staff_client, product):
     before = len(records())
     response = staff_client.post(
-        f"/console/products/{product.id}/status", data={"action": "archive"},
+        f"/console/products/{product.id}/status",
+        data={"action": "archive"},
         headers={"X-Request-ID": "req-audit-0001"},
     )
     assert response.status_code == 302
@@ -51,8 +52,12 @@ def test_a_staff_change_is_recorded_with_who_when_and_from_where(staff_client, p
     assert (record.object_type, record.object_id) == ("product", str(product.id))
     assert record.client_addr == "127.0.0.1" and record.request_id == "req-audit-0001"
     rows = json.loads(record.summary)["rows"]
-    assert {"table": "product", "op": "update", "id": product.id,
-            "values": {"status": ["published", "archived"]}} in rows
+    assert {
+        "table": "product",
+        "op": "update",
+        "id": product.id,
+        "values": {"status": ["published", "archived"]},
+    } in rows
 
 
 def test_logins_and_failed_logins_are_recorded(client, staff_user):
@@ -85,8 +90,10 @@ def test_the_chain_verifies_and_a_deleted_or_edited_record_is_caught(
 
     if database_backend == "postgresql":
         # The database itself refuses to edit or delete an audit record…
-        for statement in ("UPDATE audit_log SET actor_name = 'someone else' WHERE seq = 2",
-                          "DELETE FROM audit_log WHERE seq = 2"):
+        for statement in (
+            "UPDATE audit_log SET actor_name = 'someone else' WHERE seq = 2",
+            "DELETE FROM audit_log WHERE seq = 2",
+        ):
             with pytest.raises(sa.exc.DBAPIError, match="append-only"):
                 db.session.execute(sa.text(statement))
             db.session.rollback()
@@ -125,8 +132,9 @@ def test_a_refund_posted_without_an_audit_record_is_reported(app, admin_client, 
     apply_payment(order.order_no, "TAUDIT1", order.total_fen, paid=True)
     assert verify_audit(db.session).ok
     # A refund through the console names its ledger posting…
-    admin_client.post(f"/console/orders/{order.order_no}/refund",
-                      data={"amount": "10.00", "reason": "破损"})
+    admin_client.post(
+        f"/console/orders/{order.order_no}/refund", data={"amount": "10.00", "reason": "破损"}
+    )
     result = verify_audit(db.session)
     assert result.ok, result.problems
     # …one written straight into the ledger, by nobody the log knows, is reported.
@@ -135,9 +143,10 @@ def test_a_refund_posted_without_an_audit_record_is_reported(app, admin_client, 
     post_refund(db.session, "refund:BYHAND01", sale_key(order.trade_no), 500, memo="by hand")
     db.session.commit()
     result = verify_audit(db.session)
-    assert result.problems == [
-        problem for problem in result.problems if "refund:BYHAND01" in problem
-    ] and len(result.problems) == 1
+    assert (
+        result.problems == [problem for problem in result.problems if "refund:BYHAND01" in problem]
+        and len(result.problems) == 1
+    )
 
 
 def test_the_audit_page_filters_and_exports_csv_with_formulas_neutralised(

@@ -57,8 +57,9 @@ def household(app):
 
 @pytest.fixture
 def second_admin(app):
-    return make_user(username="admin2", password=ADMIN_PASSWORD, role="admin",
-                     display_name="李会计")
+    return make_user(
+        username="admin2", password=ADMIN_PASSWORD, role="admin", display_name="李会计"
+    )
 
 
 @pytest.fixture
@@ -70,9 +71,15 @@ def admin_b(app, second_admin):
 
 def edit_form(household, **changes):
     data = {
-        "code": household.code, "head_name": "张三明", "id_number": fake_id(1),
-        "members": "3", "village_id": household.village_id, "group_name": "一组",
-        "bank_name": "城固农商银行", "bank_card": OLD_CARD, "land_mu": "3.00",
+        "code": household.code,
+        "head_name": "张三明",
+        "id_number": fake_id(1),
+        "members": "3",
+        "village_id": household.village_id,
+        "group_name": "一组",
+        "bank_name": "城固农商银行",
+        "bank_card": OLD_CARD,
+        "land_mu": "3.00",
         "active": "y",
     }
     data.update(changes)
@@ -159,15 +166,14 @@ def test_a_second_admin_approves_then_the_next_payout_waits_for_its_own_approval
     assert api[0]["before"]["bank_card"] == "**** 2222"
     assert api[0]["after"]["bank_card"] == "**** 8888"
     assert (api[0]["proposed_by"], api[0]["approved_by"]) == ("admin1", "李会计")
-    assert "/changes?household=SJ-001" in admin_b.get("/households/SJ-001").get_data(
-        as_text=True
-    )
+    assert "/changes?household=SJ-001" in admin_b.get("/households/SJ-001").get_data(as_text=True)
 
     # The next batch leaves the household out: a payout to a new card is approved alone.
     admin_client.post("/admin/payouts/run")
-    assert db.session.scalar(
-        select(ChangeProposal).where(ChangeProposal.kind == "payout.release")
-    ) is None, "a batch with nobody in it was proposed"
+    assert (
+        db.session.scalar(select(ChangeProposal).where(ChangeProposal.kind == "payout.release"))
+        is None
+    ), "a batch with nobody in it was proposed"
     payouts_page = admin_client.get("/admin/payouts").get_data(as_text=True)
     assert "SJ-001" in payouts_page and "提出单独打款" in payouts_page
     admin_client.post("/admin/payouts/households/SJ-001")
@@ -197,7 +203,7 @@ def test_a_card_changed_after_the_batch_was_approved_is_not_paid(
     admin_b.post(
         f"/admin/households/{household.id}/edit", data=edit_form(household, bank_card=NEW_CARD)
     )
-    card = [p for p in approvals.pending() if p.kind == "household.update"][0]
+    card = next(p for p in approvals.pending() if p.kind == "household.update")
     admin_client.post(f"/admin/proposals/{card.id}/approve")
     admin_b.post(f"/admin/proposals/{batch.id}/approve")
     db.session.expire_all()
@@ -213,14 +219,17 @@ def test_rejected_and_expired_proposals_change_nothing(admin_client, admin_b, ho
         f"/admin/households/{household.id}/edit", data=edit_form(household, head_name="王小二")
     )
     proposal = only_pending()
-    page = admin_b.post(f"/admin/proposals/{proposal.id}/reject", data={"reason": ""},
-                        follow_redirects=True).get_data(as_text=True)
+    page = admin_b.post(
+        f"/admin/proposals/{proposal.id}/reject", data={"reason": ""}, follow_redirects=True
+    ).get_data(as_text=True)
     assert "请写明驳回理由" in page
     admin_b.post(f"/admin/proposals/{proposal.id}/reject", data={"reason": "户主未变更"})
     db.session.expire_all()
     rejected = db.session.get(ChangeProposal, proposal.id)
     assert (rejected.status, rejected.reason, rejected.decided_by_name) == (
-        "rejected", "户主未变更", "李会计"
+        "rejected",
+        "户主未变更",
+        "李会计",
     )
     assert fresh(household).head_name == "张三明"
     assert "王" not in admin_b.get("/api/v1/changes").get_data(as_text=True)
@@ -240,10 +249,18 @@ def test_rejected_and_expired_proposals_change_nothing(admin_client, admin_b, ho
 
 def test_an_approval_that_can_no_longer_apply_fails_whole(admin_client, admin_b, household):
     village = household.village
-    admin_client.post("/admin/households/new", data={
-        "head_name": "赵六", "id_number": fake_id(7), "members": "2", "village_id": village.id,
-        "bank_card": "6217000033334444", "land_mu": "0", "active": "y",
-    })
+    admin_client.post(
+        "/admin/households/new",
+        data={
+            "head_name": "赵六",
+            "id_number": fake_id(7),
+            "members": "2",
+            "village_id": village.id,
+            "bank_card": "6217000033334444",
+            "land_mu": "0",
+            "active": "y",
+        },
+    )
     proposal = only_pending()
     assert proposal.household_code == "SJ-002"
     # Meanwhile the same person is registered on another household.
@@ -262,8 +279,9 @@ def test_an_admin_must_enrol_in_two_factor_login_before_approving(app, admin_cli
         f"/admin/households/{household.id}/edit", data=edit_form(household, members="4")
     )
     proposal = only_pending()
-    unenrolled = make_user(username="admin3", password=ADMIN_PASSWORD, role="admin",
-                           two_factor=False)
+    unenrolled = make_user(
+        username="admin3", password=ADMIN_PASSWORD, role="admin", two_factor=False
+    )
     with pytest.raises(approvals.ApprovalError, match="两步验证"):
         approvals.approve(proposal.id, unenrolled)
     staff = make_user(username="staff9", role="staff")
@@ -274,10 +292,18 @@ def test_an_admin_must_enrol_in_two_factor_login_before_approving(app, admin_cli
 
 def test_rules_and_large_refunds_wait_for_a_second_admin(app, admin_client, admin_b, household):
     wine = make_product(price_fen=9900)
-    response = admin_client.post("/admin/rules/new", data={
-        "product_id": wine.id, "share_kind": "fixed", "share_amount": "10", "split": "weighted",
-        "weight_basis": "land", "households": "all", "note": "",
-    })
+    response = admin_client.post(
+        "/admin/rules/new",
+        data={
+            "product_id": wine.id,
+            "share_kind": "fixed",
+            "share_amount": "10",
+            "split": "weighted",
+            "weight_basis": "land",
+            "households": "all",
+            "note": "",
+        },
+    )
     assert response.status_code == 302
     from ledger import latest_rule
 
@@ -289,8 +315,9 @@ def test_rules_and_large_refunds_wait_for_a_second_admin(app, admin_client, admi
     app.config["APPROVAL_THRESHOLD_FEN"] = 10000
     order = make_order([(wine, 3)])
     apply_payment(order.order_no, "TFOUREYES2", order.total_fen, paid=True)
-    admin_client.post(f"/console/orders/{order.order_no}/refund",
-                      data={"amount": "200.00", "reason": "破损"})
+    admin_client.post(
+        f"/console/orders/{order.order_no}/refund", data={"amount": "200.00", "reason": "破损"}
+    )
     refund = only_pending()
     assert refund.kind == "order.refund"
     db.session.expire_all()

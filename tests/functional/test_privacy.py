@@ -10,14 +10,14 @@ import re
 import pytest
 from sqlalchemy import select
 
+from shop.approvals import kinds
+from shop.approvals import services as approvals
 from shop.catalog.models import Category, Product
 from shop.demo import seed_demo
 from shop.extensions import db
 from shop.households.models import Household
-from shop.orders.services import apply_payment
-from shop.approvals import kinds
-from shop.approvals import services as approvals
 from shop.households.services import HouseholdInput, id_check_char
+from shop.orders.services import apply_payment
 from tests.builders import buyer, make_household, make_order, make_user
 
 # Only staff, admins and the pretend Alipay see these; they are checked by role tests.

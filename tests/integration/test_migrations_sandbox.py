@@ -67,7 +67,7 @@ def test_flask_db_upgrade_with_the_sandbox_creates_its_tables(empty_database_url
 
 
 def test_a_database_from_before_the_branch_keeps_its_sandbox_rows(empty_database_url, tmp_path):
-    # A database at the shop's head whose sandbox tables the shop's 0002 created, with a trade in them.
+    # A database at the shop's head whose sandbox tables 0002 created, with a trade in them.
     old = _app(empty_database_url, tmp_path, sandbox=False)
     with old.app_context():
         _cli_upgrade(old)
