@@ -67,3 +67,11 @@ class RuleForm(FlaskForm):
         ],
     )
     note = StringField(_l("备注"), validators=[Optional(), Length(max=200)])
+
+
+class MergeForm(FlaskForm):
+    keep_code = StringField(
+        _l("保留的户编码"),
+        validators=[DataRequired(), Length(max=16)],
+        render_kw={"autocapitalize": "characters", "spellcheck": "false"},
+    )

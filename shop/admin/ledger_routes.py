@@ -43,8 +43,10 @@ def new_rule():
         except (benefits_admin.RuleInputError, approvals.ApprovalError) as error:
             show_on_form(form, error)
         else:
-            flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
-                  "success")
+            flash(
+                _("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
+                "success",
+            )
             return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     return render_template("admin/rule_form.html", form=form), status
@@ -81,7 +83,8 @@ def run_payouts_now():
         flash(
             _(
                 "%(n)s 户银行卡近期变更，未列入批次，需逐户单独审批：%(codes)s",
-                n=len(plan.recent_card), codes="、".join(plan.recent_card),
+                n=len(plan.recent_card),
+                codes="、".join(plan.recent_card),
             ),
             "error",
         )

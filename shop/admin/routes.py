@@ -12,7 +12,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from shop.admin.forms import HouseholdForm, HouseholdImportForm
+from shop.admin.forms import HouseholdForm, HouseholdImportForm, MergeForm
 from shop.approvals import kinds as changes
 from shop.approvals import services as approvals
 from shop.audit.history import object_history
@@ -103,8 +103,10 @@ def new_household():
         except (services.HouseholdError, approvals.ApprovalError) as error:
             show_on_form(form, error)
         else:
-            flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
-                  "success")
+            flash(
+                _("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
+                "success",
+            )
             return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     body = render_template("admin/household_form.html", form=form, household=None)
@@ -126,16 +128,41 @@ def edit_household(household_id: int):
         except (services.HouseholdError, approvals.ApprovalError) as error:
             show_on_form(form, error)
         else:
-            flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
-                  "success")
+            flash(
+                _("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title),
+                "success",
+            )
             return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     body = render_template(
-        "admin/household_form.html", form=form, household=household,
+        "admin/household_form.html",
+        form=form,
+        household=household,
         history=object_history("household", household.id),
-        proposals=approvals.for_household(household.code), label=approvals.kind_label,
+        merge_form=MergeForm(),
+        proposals=approvals.for_household(household.code),
+        label=approvals.kind_label,
     )
     return _private(current_app.make_response((body, status)))
+
+
+@bp.route("/households/<int:household_id>/merge", methods=["POST"])
+@role_required("admin")
+def merge_household(household_id: int):
+    """Propose merging this household (registered twice) into the one whose code is typed."""
+    if db.session.get(Household, household_id) is None:
+        abort(404)
+    form = MergeForm()
+    if not form.validate_on_submit():
+        flash(_("请填写保留的户编码。"), "error")
+        return redirect(url_for("admin.edit_household", household_id=household_id))
+    try:
+        proposal = changes.propose_household_merge(household_id, form.keep_code.data, _me())
+    except (services.HouseholdError, approvals.ApprovalError) as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.edit_household", household_id=household_id))
+    flash(_("已提交审批：%(title)s。另一位管理员批准后生效。", title=proposal.title), "success")
+    return redirect(url_for("approvals.detail", proposal_id=proposal.id))
 
 
 @bp.route("/households/import", methods=["GET", "POST"])
@@ -154,8 +181,10 @@ def import_households():
         except approvals.ApprovalError as error:
             errors = [error.message]
         else:
-            flash(_("已提交审批：%(title)s。另一位管理员批准后写入。", title=proposal.title),
-                  "success")
+            flash(
+                _("已提交审批：%(title)s。另一位管理员批准后写入。", title=proposal.title),
+                "success",
+            )
             return redirect(url_for("approvals.detail", proposal_id=proposal.id))
     status = 422 if request.method == "POST" else 200
     return render_template(

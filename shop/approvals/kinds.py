@@ -21,6 +21,7 @@ from shop.benefits import admin as benefits_admin
 from shop.catalog.models import Product
 from shop.extensions import db
 from shop.households import importer
+from shop.households import merge as merging
 from shop.households import services as households
 from shop.households.models import Household, Village
 from shop.money import format_fen
@@ -28,7 +29,7 @@ from shop.offline.income import reverse_income
 from shop.offline.models import HouseholdIncome, OfflineSale
 from shop.offline.services import reverse_sale
 from shop.orders.models import Order
-from shop.payments.refunds import request_refund
+from shop.payments.refunds import check_refund, request_refund
 from shop.payouts import services as payouts
 from shop.pii import mask_card, mask_id_number, mask_name
 
@@ -210,6 +211,31 @@ def _apply_household_import(payload: dict, _proposal) -> None:
     importer.import_households(base64.b64decode(payload["csv"]))
 
 
+def propose_household_merge(duplicate_id: int, keep_code: str, by):
+    """Propose merging a household registered twice into the one that stays."""
+    keep = db.session.scalar(
+        select(Household).where(Household.code == (keep_code or "").strip().upper())
+    )
+    if keep is None:
+        raise households.HouseholdError(_("没有户编码为 %(code)s 的农户。", code=keep_code), "keep")
+    plan = merging.check_merge(db.session, keep.id, duplicate_id)
+    return propose(
+        "household.merge",
+        {"keep_id": keep.id, "duplicate_id": duplicate_id},
+        by=by,
+        title=_("合并重复登记：%(dup)s 并入 %(keep)s", dup=plan.duplicate.code, keep=keep.code),
+        before={"active": True, "owed_fen": plan.owed_fen},
+        after={"active": False, "into": keep.code, "moved_fen": plan.owed_fen},
+        object_type="household",
+        object_id=plan.duplicate.id,
+        household_code=plan.duplicate.code,
+    )
+
+
+def _apply_household_merge(payload: dict, _proposal) -> None:
+    merging.merge(db.session, int(payload["keep_id"]), int(payload["duplicate_id"]))
+
+
 # --- benefit rules -----------------------------------------------------------------
 
 
@@ -218,7 +244,7 @@ def _rule_summary(rule) -> dict:
         return {}
     share = (
         format_fen(rule.share_fen_per_unit) + "/件"
-        if rule.share_fen_per_unit is not None
+        if rule.share_kind == "fixed"
         else f"{rule.share_basis_points / 100:g}%"
     )
     return {
@@ -349,6 +375,7 @@ def needs_approval(amount_fen: int) -> bool:
 
 
 def propose_refund(order: Order, amount_fen: int, reason: str, restock, by):
+    check_refund(order.id, amount_fen, restock)  # what the refund would refuse, now
     return propose(
         "order.refund",
         {
@@ -426,6 +453,7 @@ def _nothing(_payload, _proposal) -> None:
 
 register(Kind("household.update", _l("修改农户信息"), True, _apply_household_update))
 register(Kind("household.create", _l("登记新农户"), True, _apply_household_create))
+register(Kind("household.merge", _l("合并重复登记的农户"), True, _apply_household_merge))
 register(Kind("household.import", _l("导入农户名册"), True, _apply_household_import))
 register(Kind("rule.new", _l("帮扶规则新版本"), True, _apply_rule))
 register(Kind("payout.release", _l("打款批次"), False, _nothing, run_after=_release))

@@ -37,6 +37,7 @@ from shop.request_log import request_id
 _NOTES = "audit_notes"
 _CHANGES = "audit_changes"
 _STATEMENTS = "audit_statements"
+_ANSWER = "audit_outside_answer"
 # Derived or bookkeeping tables: writing them is not a change a person makes.
 UNAUDITED_TABLES = frozenset(
     {
@@ -184,6 +185,14 @@ def _worth_capturing(session) -> bool:
     return False
 
 
+def outside_answer(session) -> None:
+    """Mark the current transaction as recording an outside party's answer (Alipay's
+    "paid", "refunded", a retry counter), not a person's decision: it gets no fallback
+    record, though a staff request runs it, just as when the jobs worker runs it. The
+    decision that caused it — the refund asked for, the payout started — has its own."""
+    session.info[_ANSWER] = True
+
+
 def _capture_flush(session, _flush_context) -> None:
     if not _worth_capturing(session):
         return
@@ -269,7 +278,10 @@ def _before_commit(session) -> None:
     notes = info.pop(_NOTES, [])
     changes = info.pop(_CHANGES, [])
     statements = info.pop(_STATEMENTS, [])
+    answer = info.pop(_ANSWER, False)
     if not notes:
+        if answer:
+            return
         actor = current_actor()
         if actor.role not in STAFF_ROLES or not (changes or statements):
             return
@@ -322,7 +334,7 @@ def _write(session, pending: Note, changes: list, statements: list) -> AuditReco
 
 
 def _forget(session, *_args) -> None:
-    for key in (_NOTES, _CHANGES, _STATEMENTS):
+    for key in (_NOTES, _CHANGES, _STATEMENTS, _ANSWER):
         session.info.pop(key, None)
 
 

@@ -11,8 +11,9 @@ from shop.audit.chain import GENESIS, HASHED_FIELDS, record_hash
 from shop.audit.models import AuditHead, AuditRecord
 
 # Postings a person causes: starting a payout, a refund (online or an offline sale
-# reversed), an income reversal. Settling a payout is Alipay's answer, not a decision.
-MONEY_MOVING_KINDS = ("payout", "refund", "income_reversal")
+# reversed), an income reversal, a duplicate household's balance merged. Settling a
+# payout is Alipay's answer, not a decision.
+MONEY_MOVING_KINDS = ("payout", "refund", "income_reversal", "household_merge")
 
 
 @dataclass

@@ -64,6 +64,7 @@ def _posting_kinds() -> dict[str, str]:
         "payout_paid": _("银行已到账"),
         "payout_failed": _("打款失败，退回账户"),
         "adjustment": _("调整"),
+        "household_merge": _("合并重复登记（余额转入保留的户）"),
     }
 
 

@@ -16,7 +16,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from shop.audit.log import note
+from shop.audit.log import note, outside_answer
 from shop.catalog.models import Product
 from shop.db import transaction, utcnow
 from shop.extensions import db
@@ -38,23 +38,14 @@ def _pending_total(order_id: int) -> int:
     )
 
 
-def request_refund(
-    order_id: int,
-    amount_fen: int,
-    reason: str,
-    restock: dict[int, int] | None = None,
-    created_by: int | None = None,
-) -> Refund:
-    """Record a refund of ``amount_fen`` (fen) and send it to Alipay; return it.
-
-    Raises :class:`OrderError` when the order is not paid, the amount is not a positive
-    integer within what is left to refund (pending refunds counted), or a restock
-    quantity exceeds the units not yet restocked. The returned refund is
-    ``succeeded``, ``failed`` (Alipay said no; ``failure`` says why) or still
-    ``pending`` (Alipay unreachable; reconcile retries it).
-    """
+def check_refund(
+    order_id: int, amount_fen: int, restock: dict | None = None, lock: bool = False
+) -> tuple[Order, dict[int, int]]:
+    """Everything :func:`request_refund` checks, without writing: the order and the
+    restock quantities. Raises :class:`OrderError` (after a rollback) as it does."""
     restock = {int(k): int(v) for k, v in (restock or {}).items() if int(v) > 0}
-    order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    query = select(Order).where(Order.id == order_id)
+    order = db.session.scalar(query.with_for_update() if lock else query)
     if order is None or order.status not in REFUNDABLE_STATUSES:
         db.session.rollback()
         raise OrderError(_("只有已支付的订单可以退款。"))
@@ -73,6 +64,25 @@ def request_refund(
         if line is None or units > line.quantity - line.restocked:
             db.session.rollback()
             raise OrderError(_("退回库存的数量不能超过已售出的数量。"), field="restock")
+    return order, restock
+
+
+def request_refund(
+    order_id: int,
+    amount_fen: int,
+    reason: str,
+    restock: dict[int, int] | None = None,
+    created_by: int | None = None,
+) -> Refund:
+    """Record a refund of ``amount_fen`` (fen) and send it to Alipay; return it.
+
+    Raises :class:`OrderError` when the order is not paid, the amount is not a positive
+    integer within what is left to refund (pending refunds counted), or a restock
+    quantity exceeds the units not yet restocked. The returned refund is
+    ``succeeded``, ``failed`` (Alipay said no; ``failure`` says why) or still
+    ``pending`` (Alipay unreachable; reconcile retries it).
+    """
+    order, restock = check_refund(order_id, amount_fen, restock, lock=True)
     sequence = len(order.refunds) + 1
     refund = Refund(
         order_id=order.id,
@@ -87,9 +97,16 @@ def request_refund(
     # The ledger's refund posting (when Alipay confirms, maybe tomorrow) has this key:
     # `flask audit verify` finds who asked for it here.
     note(
-        db.session, "order.refund", "order", order.order_no,
-        after={"amount_fen": amount_fen, "reason": refund.reason,
-               "out_request_no": refund.out_request_no, "restock": restock or {}},
+        db.session,
+        "order.refund",
+        "order",
+        order.order_no,
+        after={
+            "amount_fen": amount_fen,
+            "reason": refund.reason,
+            "out_request_no": refund.out_request_no,
+            "restock": restock or {},
+        },
         ledger_keys=[f"refund:{refund.out_request_no}"],
     )
     db.session.commit()
@@ -118,6 +135,7 @@ def send_refund(refund_id: int) -> str:
             .values(status="failed", failure=str(error)[:200], completed_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+        outside_answer(db.session)
         db.session.commit()
         log.warning("refund %s refused by Alipay: %s", refund.out_request_no, error)
         return "failed"
@@ -135,6 +153,7 @@ def register_refund_hook(app, hook: RefundHook) -> None:
 
 def _apply_refund_success(refund_id: int) -> str:
     with transaction(db.session):
+        outside_answer(db.session)
         moved = db.session.execute(
             update(Refund)
             .where(Refund.id == refund_id, Refund.status == "pending")

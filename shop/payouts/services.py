@@ -23,7 +23,7 @@ from ledger import (
     settle_payout,
     start_payout,
 )
-from shop.audit.log import note
+from shop.audit.log import note, outside_answer
 from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.formatting import SHANGHAI
@@ -92,6 +92,7 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
     )
     household = db.session.scalar(select(Household).where(Household.code == payout.household_code))
     payout.attempts += 1
+    outside_answer(db.session)  # a retry counter: the payout's start has its record
     db.session.commit()
     try:
         result = get_provider().transfer(
@@ -116,6 +117,7 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
         report.pending += 1
         return
     with transaction(db.session):
+        outside_answer(db.session)  # Alipay's answer, applied
         settled = settle_payout(
             db.session,
             out_biz_no,

@@ -322,3 +322,43 @@ def test_rules_and_large_refunds_wait_for_a_second_admin(app, admin_client, admi
     assert refund.kind == "order.refund"
     db.session.expire_all()
     assert db.session.get(type(order), order.id).refunded_fen == 0
+
+
+def test_a_household_registered_twice_is_merged_after_a_second_admin_approves(
+    admin_client, admin_b, household
+):
+    from ledger import verify_database
+    from shop.payouts.services import owed_to
+
+    duplicate = make_household(
+        household.village, head_name="张三明", code="SJ-009", card="6217000055556666"
+    )
+    wine = make_product(price_fen=10000)
+    set_product_rule(wine.id, [duplicate], "weighted", "equal", share_fen_per_unit=1500)
+    order = make_order([(wine, 2)])
+    apply_payment(order.order_no, "TMERGE1", order.total_fen, paid=True)
+    assert owed_to("SJ-009") == 3000
+
+    refused = admin_client.post(
+        f"/admin/households/{duplicate.id}/merge", data={"keep_code": "SJ-001"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "现行帮扶规则仍关联户 SJ-009" in refused  # it would keep being credited
+    assert approvals.pending() == []
+
+    set_product_rule(wine.id, [household], "weighted", "equal", share_fen_per_unit=1500)
+    admin_client.post(f"/admin/households/{duplicate.id}/merge", data={"keep_code": "sj-001"})
+    proposal = only_pending()
+    assert json.loads(proposal.after) == {"active": False, "into": "SJ-001", "moved_fen": 3000}
+    assert owed_to("SJ-009") == 3000 and fresh(duplicate).active
+
+    admin_b.post(f"/admin/proposals/{proposal.id}/approve")
+    assert (owed_to("SJ-009"), owed_to("SJ-001")) == (0, 7000)
+    assert not fresh(duplicate).active
+    assert verify_database(db.session).ok
+    result = verify_audit(db.session)
+    assert result.ok, result.problems
+    public = admin_b.get("/changes?household=SJ-009").get_data(as_text=True)
+    assert "合并重复登记：SJ-009 并入 SJ-001" in public
+    statement = admin_b.get("/households/SJ-009").get_data(as_text=True)
+    assert "合并重复登记" in statement
