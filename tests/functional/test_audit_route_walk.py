@@ -292,6 +292,12 @@ def _propose_income_reversal(shop: Shop):
     return shop.post(ADMIN, f"/admin/proposals/reverse-income/{record.id}")
 
 
+def _propose_merge(shop: Shop):
+    # Registered twice, and named by no rule in force (a merge is refused while one is).
+    duplicate = shop.made.duplicate = make_household(shop.village, code="SJ-009")
+    return shop.post(ADMIN, f"/admin/households/{duplicate.id}/merge", data={"keep_code": "SJ-001"})
+
+
 def _propose_payout_batch(shop: Shop):
     shop.paid_order(3)  # ¥60 for the three households: ¥20 each
     return shop.post(ADMIN, "/admin/payouts/run")
@@ -317,6 +323,7 @@ PROPOSE: dict[str, Callable[[Shop], object]] = {
     "rule.new": lambda s: s.post(
         ADMIN, "/admin/rules/new", data={**RULE_FORM, "product_id": s.wine.id}
     ),
+    "household.merge": _propose_merge,
     "payout.release": _propose_payout_batch,
     "payout.household": _propose_household_payout,
     "order.refund": _propose_refund,
@@ -662,6 +669,9 @@ ROUTES: dict[str, list[Case]] = {
             _proposed("household.import"),
         )
     ],
+    "admin.merge_household": [
+        Case(ADMIN, _propose_merge, _proposed("household.merge")),
+    ],
     "admin.new_rule": [
         Case(ADMIN, lambda s: PROPOSE["rule.new"](s), _proposed("rule.new")),
     ],
@@ -690,6 +700,12 @@ ROUTES: dict[str, list[Case]] = {
         _approve(
             "household.import",
             lambda s: assert_one(Household, Household.code == "SJ-004"),
+        ),
+        _approve(
+            "household.merge",
+            lambda s: assert_equal(fresh(Household, s.made.duplicate.id).active, False),
+            actions=("proposal.approve", "household.merge"),
+            why=APPLIED_NOTE,
         ),
         _approve(
             "rule.new",

@@ -340,7 +340,8 @@ def test_a_household_registered_twice_is_merged_after_a_second_admin_approves(
     assert owed_to("SJ-009") == 3000
 
     refused = admin_client.post(
-        f"/admin/households/{duplicate.id}/merge", data={"keep_code": "SJ-001"},
+        f"/admin/households/{duplicate.id}/merge",
+        data={"keep_code": "SJ-001"},
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "现行帮扶规则仍关联户 SJ-009" in refused  # it would keep being credited
