@@ -215,8 +215,8 @@ def backup_create(path: Path) -> None:
 @backup_cli.command("restore")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def backup_restore(path: Path) -> None:
-    """Restore PATH into the (empty) database DATABASE_URL names, then verify the ledger.
-    Exit status 1 if the restored ledger does not verify."""
+    """Restore PATH into the (empty) database DATABASE_URL names, then verify the ledger
+    and the audit log. Exit status 1 if either does not verify."""
     try:
         result = restore_backup(path)
     except BackupError as error:
@@ -226,6 +226,13 @@ def backup_restore(path: Path) -> None:
             click.echo(f"MISMATCH {problem}", err=True)
         raise SystemExit(1)
     click.echo(f"restored: ledger OK {result.count} transactions, head {result.head_hash}")
+    audit = verify_audit(db.session)
+    db.session.rollback()
+    if not audit.ok:
+        for problem in audit.problems:
+            click.echo(f"MISMATCH {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"restored: audit log OK {audit.count} records, head {audit.head_hash}")
 
 
 def register_cli(app: Flask) -> None:

@@ -121,7 +121,7 @@ def _comparable(value):
 
 
 def _input(payload: dict) -> households.HouseholdInput:
-    fields = {k: v for k, v in payload.items() if k != "household_id"}
+    fields = {k: v for k, v in payload.items() if k not in ("household_id", "changed")}
     return households.HouseholdInput(**fields)
 
 
@@ -141,6 +141,9 @@ def propose_household_update(household_id: int, values: households.HouseholdInpu
         title = _("修改农户 %(code)s：%(fields)s", code=household.code, fields=fields)
     payload = {"household_id": household.id, **asdict(values)}
     payload["code"] = household.code
+    # Only these are applied on approval, onto the household as it is then: a change
+    # approved meanwhile (an import, say) to other fields is not undone.
+    payload["changed"] = households.changed_fields(household, cleaned)
     return propose(
         "household.update",
         payload,
@@ -155,7 +158,11 @@ def propose_household_update(household_id: int, values: households.HouseholdInpu
 
 
 def _apply_household_update(payload: dict, _proposal) -> None:
-    households.update_household(int(payload["household_id"]), _input(payload))
+    household = households.get_household(int(payload["household_id"]))
+    values = households.current_input(household)
+    for name in payload["changed"]:
+        setattr(values, name, payload[name])
+    households.update_household(household.id, values)
 
 
 def propose_household_create(values: households.HouseholdInput, by):

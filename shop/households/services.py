@@ -384,6 +384,48 @@ def _explain_conflict(cleaned: CleanHousehold, own_id: int | None = None) -> Non
         raise duplicate_id_error(other)
 
 
+def current_input(household: Household) -> HouseholdInput:
+    """A household's values as the form would carry them (decrypted: admin eyes only)."""
+    return HouseholdInput(
+        code=household.code,
+        head_name=household.head_name,
+        id_number=household.id_number or "",
+        members=household.members,
+        village_id=household.village_id,
+        group_name=household.group_name,
+        bank_name=household.bank_name,
+        bank_card=household.bank_card or "",
+        land_mu=f"{household.land_mu:.2f}",
+        employed=household.employed,
+        dividend=household.dividend,
+        coop_member=household.coop_member,
+        active=household.active,
+    )
+
+
+def changed_fields(household: Household, cleaned: CleanHousehold) -> list[str]:
+    """The input fields whose cleaned value differs from what the household has."""
+    now = clean(current_input(household))
+    return [
+        name
+        for name in (
+            "head_name",
+            "id_number",
+            "members",
+            "village_id",
+            "group_name",
+            "bank_name",
+            "bank_card",
+            "land_mu",
+            "employed",
+            "dividend",
+            "coop_member",
+            "active",
+        )
+        if getattr(now, name) != getattr(cleaned, name)
+    ]
+
+
 def check_update(household_id: int, values: HouseholdInput) -> tuple[Household, CleanHousehold]:
     """Everything :func:`update_household` checks, without writing."""
     household = get_household(household_id)

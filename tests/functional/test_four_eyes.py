@@ -47,6 +47,7 @@ def household(app):
     zhang = make_household(village, head_name="张三明", code="SJ-001", card=OLD_CARD, land_mu=3)
     zhang.id_number = fake_id(1)
     zhang.id_number_digest = id_digest(zhang.id_number)
+    zhang.bank_name = "城固农商银行"
     db.session.commit()
     wine = make_product(price_fen=15800)
     set_product_rule(wine.id, [zhang], "weighted", "land", share_fen_per_unit=2000)
@@ -363,3 +364,19 @@ def test_a_household_registered_twice_is_merged_after_a_second_admin_approves(
     assert "合并重复登记：SJ-009 并入 SJ-001" in public
     statement = admin_b.get("/households/SJ-009").get_data(as_text=True)
     assert "合并重复登记" in statement
+
+
+def test_an_approval_applies_only_what_was_proposed(admin_client, admin_b, household):
+    """Regression guard: approving a card change must not undo a change made meanwhile
+    to other fields (by an approved import, say)."""
+    admin_client.post(
+        f"/admin/households/{household.id}/edit", data=edit_form(household, bank_card=NEW_CARD)
+    )
+    proposal = only_pending()
+    assert json.loads(proposal.payload)["changed"] == ["bank_card"]
+    meanwhile = fresh(household)
+    meanwhile.members = 6  # approved elsewhere while this one waited
+    db.session.commit()
+    admin_b.post(f"/admin/proposals/{proposal.id}/approve")
+    changed = fresh(household)
+    assert (changed.bank_card, changed.members) == (NEW_CARD, 6)

@@ -6,6 +6,8 @@ from sqlalchemy.engine import make_url
 
 from ledger import head, verify_database
 from shop import create_app
+from shop.audit.log import record_now
+from shop.audit.verify import verify_audit
 from shop.extensions import db
 from shop.households.models import Household
 from shop.orders.services import apply_payment
@@ -41,6 +43,9 @@ def test_a_restored_backup_has_the_same_head_balances_and_decryptable_cards(app,
     household_id, head_hash = _sell_something()
     before = verify_database(db.session)
     assert before.ok and before.count >= 3
+    record_now(db.session, "test.before_backup", "household", household_id)
+    audit_before = verify_audit(db.session)
+    assert audit_before.ok and audit_before.count == 1
     backup = tmp_path / "books.backup"
 
     made = app.test_cli_runner().invoke(args=["backup", "create", str(backup)])
@@ -58,6 +63,9 @@ def test_a_restored_backup_has_the_same_head_balances_and_decryptable_cards(app,
         done = restored.test_cli_runner().invoke(args=["backup", "restore", str(backup)])
         assert done.exit_code == 0, done.output
         assert f"ledger OK {before.count} transactions, head {head_hash}" in done.output
+        assert (
+            f"audit log OK 1 records, head {audit_before.head_hash}" in done.output
+        ), done.output
         after = verify_database(db.session)
         assert (after.ok, after.count, after.head_hash) == (True, before.count, head_hash)
         assert db.session.get(Household, household_id).bank_card == CARD
