@@ -57,8 +57,8 @@ def seeded(app):
     sima = make_household(head_name="司马建国", card="6228480012345678901", id_number=sima_id)
     # An approved change of name and card (four eyes): the public change log shows it,
     # masked — neither the old nor the new name or card may appear in full.
-    maker = make_user(username="maker", role="admin")
-    checker = make_user(username="checker", role="admin")
+    maker = make_user(username="proposer", role="admin")
+    checker = make_user(username="approver", role="admin")
     values = HouseholdInput(
         head_name="司马建军", id_number=sima_id, members=3,
         village_id=sima.village_id, code=sima.code, bank_card="6228480099998888777",
@@ -163,7 +163,7 @@ def test_the_public_change_log_is_in_the_crawl(app, client, seeded):
     """The approved change above is there to be scanned, masked."""
     body = client.get("/changes").get_data(as_text=True)
     assert "**** 8901" in body and "**** 8777" in body and "司**军" in body
-    assert client.get("/api/v1/changes").get_json()["changes"][0]["approved_by"] == "checker"
+    assert client.get("/api/v1/changes").get_json()["changes"][0]["approved_by"] == "approver"
 
 
 def test_the_crawl_would_notice_a_leak(app, client, seeded):
