@@ -80,9 +80,7 @@ def ledger_verify() -> None:
     if result.ok:
         click.echo(f"OK {result.count} transactions, head {result.head_hash}")
         return
-    for problem in result.problems:
-        click.echo(f"MISMATCH {problem}", err=True)
-    raise SystemExit(1)
+    _fail_naming(result.problems)
 
 
 @payouts_cli.command("run")
@@ -146,9 +144,7 @@ def audit_verify() -> None:
     if result.ok:
         click.echo(f"OK {result.count} audit records, head {result.head_hash}")
         return
-    for problem in result.problems:
-        click.echo(f"MISMATCH {problem}", err=True)
-    raise SystemExit(1)
+    _fail_naming(result.problems)
 
 
 @boards_cli.command("follow")
@@ -222,17 +218,20 @@ def backup_restore(path: Path) -> None:
     except BackupError as error:
         raise click.ClickException(str(error)) from error
     if not result.ok:
-        for problem in result.problems:
-            click.echo(f"MISMATCH {problem}", err=True)
-        raise SystemExit(1)
+        _fail_naming(result.problems)
     click.echo(f"restored: ledger OK {result.count} transactions, head {result.head_hash}")
     audit = verify_audit(db.session)
     db.session.rollback()
     if not audit.ok:
-        for problem in audit.problems:
-            click.echo(f"MISMATCH {problem}", err=True)
-        raise SystemExit(1)
+        _fail_naming(audit.problems)
     click.echo(f"restored: audit log OK {audit.count} records, head {audit.head_hash}")
+
+
+def _fail_naming(problems: list[str]) -> None:
+    """A verification that failed: one MISMATCH line a problem on stderr, exit status 1."""
+    for problem in problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    raise SystemExit(1)
 
 
 def register_cli(app: Flask) -> None:
