@@ -26,7 +26,8 @@ class RegisterForm(FlaskForm):
 
 class CodeForm(FlaskForm):
     code = StringField(
-        _l("验证码或恢复码"), validators=[DataRequired(), Length(max=20)],
+        _l("验证码或恢复码"),
+        validators=[DataRequired(), Length(max=20)],
         render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
     )
 
