@@ -203,6 +203,11 @@ class Config:
                 f"PUBLIC_BASE_URL is {self.PUBLIC_BASE_URL!r}: buyers, Alipay's notifications "
                 "and the QR codes must reach the shop over https"
             )
+        if not self.REDIS_URL:
+            problems.append(
+                "REDIS_URL is not set: each gunicorn worker would count login attempts and "
+                "other limits on its own (10 a minute would be 10 × workers)"
+            )
         if not self.STAFF_2FA_REQUIRED:
             problems.append(
                 "STAFF_2FA_REQUIRED is off: staff and admins could sign in with a password "

@@ -8,11 +8,15 @@ from shop.payments.services import confirm_by_query, handle_notification, paymen
 bp = Blueprint("payments", __name__)
 
 RETURN_PAGE_CHECKS = 5
+# Alipay's notifications are a few KB; anything much larger is not one, and is refused
+# (413) before it is read.
+NOTIFY_MAX_BYTES = 64 * 1024
 
 
 @bp.route("/payments/alipay/notify", methods=["POST"])
 @csrf.exempt
 def alipay_notify():
+    request.max_content_length = NOTIFY_MAX_BYTES
     answer = handle_notification(request.form.to_dict(flat=True))
     return answer, 200, {"Content-Type": "text/plain; charset=utf-8"}
 

@@ -237,7 +237,10 @@ def test_a_bad_notification_is_refused(app, client, order, how, overrides):
     params = signed_notification(app, **values)
     assert notify(client, params) == "fail", how
     assert fresh(order).status == "pending_payment"
-    assert verdicts() == ["rejected"]
+    # Verified ones are recorded with their verdict; ones that fail verification are
+    # not stored at all (tests/functional/test_notification_abuse.py).
+    verified = how in ("wrong amount", "unknown order")
+    assert verdicts() == (["rejected"] if verified else [])
 
 
 def test_a_tampered_notification_is_refused(app, client, order):

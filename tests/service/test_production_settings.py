@@ -9,6 +9,7 @@ from shop.config import Config, UnsafeConfiguration
 SETTINGS = (
     "LIANXIN_ENV", "ALIPAY_SANDBOX", "SECRET_KEY", "PII_KEY", "PUBLIC_BASE_URL",
     "ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE", "DATABASE_URL",
+    "REDIS_URL", "STAFF_2FA_REQUIRED",
 )  # fmt: skip
 
 
@@ -28,6 +29,7 @@ def production(monkeypatch, tmp_path):
         "PUBLIC_BASE_URL": "https://shop.example.org",
         "ALIPAY_APP_PRIVATE_KEY_FILE": str(private),
         "ALIPAY_PUBLIC_KEY_FILE": str(public),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
     }
     for name, value in safe.items():
         monkeypatch.setenv(name, value)
@@ -76,6 +78,8 @@ def test_every_unsafe_setting_is_named_in_one_message(production, tmp_path):
         ("PUBLIC_BASE_URL", "http://127.0.0.1:5000", "PUBLIC_BASE_URL"),
         ("ALIPAY_APP_PRIVATE_KEY_FILE", "", "ALIPAY_APP_PRIVATE_KEY_FILE"),
         ("ALIPAY_PUBLIC_KEY_FILE", "/nonexistent/alipay.pem", "ALIPAY_PUBLIC_KEY_FILE"),
+        ("STAFF_2FA_REQUIRED", "0", "STAFF_2FA_REQUIRED"),
+        ("REDIS_URL", "", "REDIS_URL"),
     ],
 )
 def test_each_unsafe_setting_alone_is_refused(production, name, value, named):
