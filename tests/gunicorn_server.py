@@ -11,6 +11,7 @@ a server behind::
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -106,9 +107,29 @@ def gunicorn(
             if time.monotonic() > deadline:
                 raise AssertionError(f"gunicorn did not answer within 60 s:\n{served.log()}")
             time.sleep(0.2)
+        _wait_for_workers(served, workers, deadline)
         yield served
     finally:
         _stop(process)
+
+
+def _wait_for_workers(served: Served, workers: int, deadline: float) -> None:
+    """The first worker to answer is not all of them: on a busy machine the others may
+    still be loading the app, and a test about several workers would see one. Ask
+    /healthz until the access log shows ``workers`` pids (bounded by ``deadline``)."""
+    seen: set[str] = set()
+    while len(seen) < workers and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(served.url + "/healthz", timeout=5) as answer:
+                request_id = answer.headers.get("X-Request-ID", "")
+        except OSError:
+            time.sleep(0.1)
+            continue
+        found = re.search(rf"\[{re.escape(request_id)}\] .* pid=(\d+)", served.log())
+        if found:
+            seen.add(found.group(1))
+        else:
+            time.sleep(0.05)  # the line is written after the answer
 
 
 @contextmanager
