@@ -1,6 +1,15 @@
 import re
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from shop.cart import services as cart_services
@@ -55,5 +64,9 @@ def checkout():
             show_on_form(form, error)
         else:
             cart_services.clear(user_id, session_cart)
+            # The cart is a dict inside the session: emptying it is not a change the
+            # session sees, and without this the cookie keeps the cart — each repeated
+            # POST would place (and reserve the stock of) another order.
+            session.modified = True
             return redirect(payment_url(order))
     return render_template("checkout/checkout.html", form=form, cart=cart)

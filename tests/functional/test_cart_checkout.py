@@ -1,5 +1,7 @@
 """The cart and checkout as a buyer uses them (payment itself is in test_payment_flow)."""
 
+import re
+
 from sqlalchemy import func, select
 
 from shop.extensions import db
@@ -97,3 +99,26 @@ def test_cart_follows_the_buyer_into_their_account(client, app):
     assert "购物车是空的" in client.get("/cart").get_data(as_text=True)
     client.post("/login", data={"username": "buyer1", "password": "buyer-pass-1"})
     assert "桑葚果酒" in client.get("/cart").get_data(as_text=True)
+
+
+def test_placing_an_order_empties_the_cart_so_a_second_checkout_reserves_nothing(client, app):
+    """Regression: the cart kept its lines after an order (its nested dict was emptied
+    but the session cookie not rewritten), so posting /checkout again and again
+    reserved the same stock over and over. CSRF on, as in production."""
+    wine = make_product(stock=20)
+    add(client, wine, "3")
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = client.get("/checkout").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    details = {
+        "csrf_token": token, "name": "王小明", "phone": "13912345678",
+        "address": "陕西省西安市某路1号", "board_display": "masked",
+    }  # fmt: skip
+    first = client.post("/checkout", data=details)
+    assert first.status_code == 302 and "/cart" not in first.headers["Location"]
+    again = client.post("/checkout", data=details)
+    assert again.status_code == 302 and again.headers["Location"].endswith("/cart")
+    assert db.session.scalar(select(func.count()).select_from(Order)) == 1
+    db.session.expire_all()
+    assert db.session.get(type(wine), wine.id).stock == 17
+    assert "购物车是空的" in client.get("/cart").get_data(as_text=True)
