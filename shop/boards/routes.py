@@ -27,6 +27,7 @@ from shop.boards import reads
 from shop.boards.charts import COLOURS, stacked_chart
 from shop.boards.qr import qr_svg, svg_response
 from shop.boards.trace import public_buyer, trace_of
+from shop.csv_input import neutralise
 from shop.db import MAX_ROW_ID
 from shop.extensions import db
 from shop.page_cache import cached_page
@@ -157,7 +158,12 @@ def open_data():
 
 
 def _csv_download(header: list[str], rows, filename: str) -> Response:
-    """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese)."""
+    """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese).
+
+    Text cells that a spreadsheet would run as a formula (starting = + - @, tab or CR:
+    a buyer's board name ``=HYPERLINK(…)``) get a leading apostrophe (OWASP's advice);
+    numbers the shop computed (fen, counts, which may be negative) are written as numbers.
+    """
 
     def generate():
         buffer = io.StringIO()
@@ -165,7 +171,7 @@ def _csv_download(header: list[str], rows, filename: str) -> Response:
         buffer.write("\ufeff")
         writer.writerow(header)
         for index, row in enumerate(rows, start=1):
-            writer.writerow(row)
+            writer.writerow([cell if isinstance(cell, int) else neutralise(cell) for cell in row])
             if index % 500 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
