@@ -1,5 +1,16 @@
 """The OpenAPI 3.1 description of ``/api/v1`` — the contract buyers' apps rely on."""
 
+from shop.db import MAX_ROW_ID
+from shop.orders.services import (
+    MAX_ADDRESS,
+    MAX_LINES_PER_ORDER,
+    MAX_NAME,
+    MAX_NICKNAME,
+    MAX_ORGANIZATION,
+    MAX_QUANTITY_PER_LINE,
+    MIN_ADDRESS,
+)
+
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -12,6 +23,31 @@ ERROR = {
     },
 }
 FEN = {"type": "integer", "description": "amount in fen (1/100 yuan)"}
+
+# What shop.orders.services enforces, said so a client (or a fuzzer's conformance check)
+# can know it before sending. Text: no C0 control character but tab and line breaks,
+# no DEL (check_text); lone surrogates, also refused, JSON Schema cannot express.
+_NO_CONTROLS = "[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*"
+# Spaces and dashes anywhere, +86 or 0086 before, then 1[3-9] and nine more ASCII digits.
+_GAP = "[\\s-]*"
+PHONE_PATTERN = (
+    f"^{_GAP}(?:\\+{_GAP}8{_GAP}6{_GAP}|0{_GAP}0{_GAP}8{_GAP}6{_GAP})?"
+    f"1{_GAP}[3-9](?:{_GAP}[0-9]){{9}}{_GAP}$"
+)
+
+
+def _text(max_length: int, min_length: int = 0, description: str = "") -> dict:
+    """A text field: at most ``max_length`` characters; with ``min_length``, required
+    not blank (the app trims surrounding spaces before measuring)."""
+    schema = {"type": "string", "maxLength": max_length}
+    if min_length:
+        schema["minLength"] = min_length
+        schema["pattern"] = f"^(?=[\\s\\S]*\\S){_NO_CONTROLS}$"
+    else:
+        schema["pattern"] = f"^{_NO_CONTROLS}$"
+    if description:
+        schema["description"] = description
+    return schema
 
 
 def _error_response(description: str) -> dict:
@@ -251,12 +287,24 @@ def openapi_document() -> dict:
                     "summary": "Approved changes to households, benefit rules and the register "
                     "(four eyes), newest first; cards, names and ID numbers masked",
                     "parameters": [
-                        {"name": "household", "in": "query", "required": False,
-                         "schema": {"type": "string", "maxLength": 16}},
-                        {"name": "before", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1}},
-                        {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                        {
+                            "name": "household",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 16},
+                        },
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -325,14 +373,26 @@ def openapi_document() -> dict:
                 "Error": ERROR,
                 "Change": {
                     "type": "object",
-                    "required": ["id", "approved_at", "kind", "title", "household_code",
-                                 "proposed_by", "approved_by", "before", "after"],
+                    "required": [
+                        "id",
+                        "approved_at",
+                        "kind",
+                        "title",
+                        "household_code",
+                        "proposed_by",
+                        "approved_by",
+                        "before",
+                        "after",
+                    ],
                     "properties": {
                         "id": {"type": "integer"},
                         "approved_at": {"type": "string", "format": "date-time"},
                         "proposed_at": {"type": "string", "format": "date-time"},
-                        "kind": {"type": "string", "description": "household.update, "
-                                 "household.create, household.import, rule.new, …"},
+                        "kind": {
+                            "type": "string",
+                            "description": "household.update, "
+                            "household.create, household.import, rule.new, …",
+                        },
                         "kind_label": {"type": "string"},
                         "title": {"type": "string"},
                         "household_code": {"type": ["string", "null"]},
@@ -374,13 +434,24 @@ def openapi_document() -> dict:
                         "items": {
                             "type": "array",
                             "minItems": 1,
-                            "maxItems": 50,
+                            "maxItems": MAX_LINES_PER_ORDER,
                             "items": {
                                 "type": "object",
                                 "required": ["product_id", "quantity"],
                                 "properties": {
-                                    "product_id": {"type": "integer", "minimum": 1},
-                                    "quantity": {"type": "integer", "minimum": 1, "maximum": 999},
+                                    "product_id": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": MAX_ROW_ID,
+                                    },
+                                    "quantity": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": MAX_QUANTITY_PER_LINE,
+                                        "description": 'a JSON integer; a string ("2") is '
+                                        "refused; the same product's lines add up to at "
+                                        f"most {MAX_QUANTITY_PER_LINE}",
+                                    },
                                 },
                             },
                         },
@@ -388,14 +459,15 @@ def openapi_document() -> dict:
                             "type": "object",
                             "required": ["name", "phone"],
                             "properties": {
-                                "name": {"type": "string", "maxLength": 40},
-                                "phone": {"type": "string", "description": "mainland mobile"},
-                                "board_name": {
+                                "name": _text(MAX_NAME, 1, "recipient"),
+                                "phone": {
                                     "type": "string",
-                                    "maxLength": 20,
-                                    "description": "nickname on the love board",
+                                    "pattern": PHONE_PATTERN,
+                                    "description": "mainland mobile, 11 ASCII digits; "
+                                    "spaces, dashes and +86 allowed",
                                 },
-                                "organization": {"type": "string", "maxLength": 60},
+                                "board_name": _text(MAX_NICKNAME, 0, "nickname on the love board"),
+                                "organization": _text(MAX_ORGANIZATION),
                                 "anonymous": {
                                     "type": "boolean",
                                     "description": "appear as 爱心人士",
@@ -405,7 +477,14 @@ def openapi_document() -> dict:
                         "shipping": {
                             "type": "object",
                             "required": ["address"],
-                            "properties": {"address": {"type": "string", "maxLength": 200}},
+                            "properties": {
+                                "address": _text(
+                                    MAX_ADDRESS,
+                                    MIN_ADDRESS,
+                                    f"{MIN_ADDRESS}–{MAX_ADDRESS} characters after trimming; "
+                                    "line breaks allowed",
+                                )
+                            },
                         },
                         "channel": {"type": "string", "enum": ["pc", "wap"], "default": "pc"},
                     },

@@ -1,11 +1,21 @@
 """Shapes the JSON API's answers and reads its requests (the contract is in design.md)."""
 
+import json
+
 from flask_babel import gettext as _
 
 from shop.catalog.models import Product
+from shop.db import MAX_ROW_ID
 from shop.orders.ledger_view import order_ledger_view
 from shop.orders.models import Order
-from shop.orders.services import BuyerDetails, OrderError, RequestedLine, parse_quantity
+from shop.orders.services import (
+    MAX_LINES_PER_ORDER,
+    BuyerDetails,
+    OrderError,
+    RequestedLine,
+    parse_product_id,
+    parse_quantity,
+)
 
 
 def product_json(product: Product, url_for) -> dict:
@@ -34,21 +44,50 @@ def _text(mapping: dict, key: str, where: str) -> str:
     return value
 
 
+def decode_json(data: bytes):
+    """A request body as JSON; raise OrderError (code ``invalid_json``, → 422) for
+    bytes that are not JSON — malformed, not UTF-8/16/32, an integer too long to read,
+    or nested deeper than the parser's stack (``[[[[…`` 100,000 deep: RecursionError,
+    caught here, never a 500). Lone surrogate escapes (``"\\ud800"``) decode; the text
+    checks of :func:`shop.orders.services.validate_buyer` refuse them."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise OrderError(_("JSON 嵌套层数太多。"), code="invalid_json") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise OrderError(_("请求体不是有效的 JSON。"), code="invalid_json") from None
+
+
 def parse_order_request(body) -> tuple[list[RequestedLine], BuyerDetails, str]:
-    """Read ``POST /api/v1/orders``; raise OrderError (→ 422) naming what is wrong."""
+    """Read ``POST /api/v1/orders``; raise OrderError (→ 422) naming what is wrong.
+
+    Stricter than the forms, as JSON allows: ``product_id`` and ``quantity`` must be
+    JSON integers (``"2"`` is refused), ``product_id`` within 1..MAX_ROW_ID, at most
+    MAX_LINES_PER_ORDER items. The OpenAPI document states the same bounds.
+    """
     if not isinstance(body, dict):
         raise OrderError(_("请求体必须是 JSON 对象。"))
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise OrderError(_("items 必须是非空数组。"), field="items")
+    if len(items) > MAX_LINES_PER_ORDER:
+        raise OrderError(_("items 最多 %(max)d 项。", max=MAX_LINES_PER_ORDER), field="items")
     lines = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise OrderError(_("items[%(i)d] 必须是对象。", i=index), field="items")
-        product_id = item.get("product_id")
-        if not isinstance(product_id, int) or isinstance(product_id, bool) or product_id < 1:
-            raise OrderError(_("items[%(i)d].product_id 必须是正整数。", i=index), field="items")
-        lines.append(RequestedLine(product_id, parse_quantity(item.get("quantity"))))
+        product_id = parse_product_id(item.get("product_id"), allow_text=False)
+        if product_id is None:
+            raise OrderError(
+                _(
+                    "items[%(i)d].product_id 必须是 1 到 %(max)d 之间的整数。",
+                    i=index,
+                    max=MAX_ROW_ID,
+                ),
+                field="items",
+            )
+        quantity = parse_quantity(item.get("quantity"), allow_text=False)
+        lines.append(RequestedLine(product_id, quantity))
     buyer = body.get("buyer")
     shipping = body.get("shipping")
     if not isinstance(buyer, dict):

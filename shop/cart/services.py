@@ -23,6 +23,7 @@ from shop.orders.services import (
     OrderError,
     RequestedLine,
     UnknownProduct,
+    parse_product_id,
     parse_quantity,
 )
 
@@ -68,20 +69,24 @@ def _raw_items(user_id: int | None, session_cart: dict) -> dict[int, tuple[int, 
     if user_id is None:
         items = {}
         for key, value in session_cart.items():
+            pid = parse_product_id(key)
             try:
-                items[int(key)] = (int(value[0]), int(value[1]))
+                line = (int(value[0]), int(value[1]))
             except (TypeError, ValueError, IndexError):
                 continue  # a damaged session entry is dropped, not a 500
+            if pid is not None:
+                items[pid] = line
         return items
     rows = db.session.scalars(select(CartItem).where(CartItem.user_id == user_id))
     return {row.product_id: (row.quantity, row.seen_price_fen) for row in rows}
 
 
 def _published_product(product_id) -> Product:
-    try:
-        pid = int(product_id)
-    except (TypeError, ValueError):
-        raise UnknownProduct(_("商品不存在或已下架。")) from None
+    """The published product a form names; UnknownProduct for anything else, including
+    ids no row can have (``parse_product_id``: never a database overflow)."""
+    pid = parse_product_id(product_id)
+    if pid is None:
+        raise UnknownProduct(_("商品不存在或已下架。"))
     product = db.session.get(Product, pid)
     if product is None or product.status != "published":
         raise UnknownProduct(_("商品不存在或已下架。"))
@@ -134,10 +139,9 @@ def set_quantity(user_id: int | None, session_cart: dict, product_id, quantity) 
 
 
 def remove_item(user_id: int | None, session_cart: dict, product_id) -> None:
-    try:
-        pid = int(product_id)
-    except (TypeError, ValueError):
-        return
+    pid = parse_product_id(product_id)
+    if pid is None:
+        return  # no line can have that id
     if user_id is None:
         session_cart.pop(str(pid), None)
         return

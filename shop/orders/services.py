@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from shop.catalog.models import Product
-from shop.db import transaction, utcnow
+from shop.db import MAX_ROW_ID, transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI
@@ -31,7 +31,14 @@ log = logging.getLogger("shop.orders")
 
 MAX_QUANTITY_PER_LINE = 999
 MAX_LINES_PER_ORDER = 50
-_PHONE = re.compile(r"^1[3-9]\d{9}$")
+# re.ASCII: without it \d also matches "３", "٣" and other scripts' digits.
+_PHONE = re.compile(r"1[3-9][0-9]{9}", re.ASCII)
+_ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+# What no text the buyer sends may hold: C0 controls other than tab, line feed and
+# carriage return (NUL above all: PostgreSQL's text refuses it, SQLite would store it),
+# DEL, and lone UTF-16 surrogates (a JSON "\ud800" escape), which no database encodes.
+_FORBIDDEN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+MIN_ADDRESS, MAX_ADDRESS, MAX_NAME, MAX_NICKNAME, MAX_ORGANIZATION = 5, 200, 40, 20, 60
 
 
 class OrderError(UserError):
@@ -83,17 +90,35 @@ class PaymentOutcome:
     changes: list[str] = field(default_factory=list)
 
 
-def parse_quantity(raw) -> int:
-    """Turn user input into a quantity 1..MAX_QUANTITY_PER_LINE or raise OrderError.
+def parse_quantity(raw, *, allow_text: bool = True) -> int:
+    """Turn input into a quantity 1..MAX_QUANTITY_PER_LINE or raise OrderError.
 
-    Accepts ints and digit strings only: "1.5", "1e3", "-2", True and "" are refused.
+    The one rule for quantities, for the cart's forms and the JSON API:
+
+    - an ``int`` (not ``bool``) is read as it is;
+    - text (``allow_text``, the forms) must be ASCII digits ``0-9`` only, surrounding
+      spaces allowed: ``"1.5"``, ``"1e3"``, ``"-2"``, ``""`` are refused as not whole
+      numbers, and so are other scripts' digits — superscripts (``"²"``), full-width
+      (``"３"``), Arabic-Indic (``"٣"``), circled (``"①"``) — with a message asking for
+      half-width digits. The form's number field sends ASCII; we do not guess at what
+      anything else means (unlike :func:`shop.money.parse_typed_yuan`, which folds the
+      full-width digits staff type with an input method);
+    - the JSON API passes ``allow_text=False``: ``"2"`` is refused, a quantity must be
+      a JSON integer.
     """
-    if isinstance(raw, bool):
-        raise OrderError(_("数量必须是整数。"), field="quantity")
-    if isinstance(raw, int):
+    if isinstance(raw, str) and allow_text:
+        text = raw.strip()
+        if _ASCII_DIGITS.fullmatch(text) is None:
+            if any(ch.isnumeric() and not ch.isascii() for ch in text):
+                raise OrderError(_("数量请用半角数字 0-9 填写。"), field="quantity")
+            raise OrderError(_("数量必须是整数。"), field="quantity")
+        text = text.lstrip("0") or "0"
+        # More digits than any allowed quantity: too many, without converting them.
+        value = int(text) if len(text) <= 6 else MAX_QUANTITY_PER_LINE + 1
+    elif isinstance(raw, int) and not isinstance(raw, bool):
         value = raw
-    elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 6:
-        value = int(raw.strip())
+    elif isinstance(raw, str):
+        raise OrderError(_("数量必须是整数（JSON 数字，不能是字符串）。"), field="quantity")
     else:
         raise OrderError(_("数量必须是整数。"), field="quantity")
     if value < 1:
@@ -105,33 +130,80 @@ def parse_quantity(raw) -> int:
     return value
 
 
+def parse_product_id(raw, *, allow_text: bool = True) -> int | None:
+    """A product id from a form (ASCII digits) or JSON (``allow_text=False``: an int
+    only), or ``None`` when it cannot be the id of any row: below 1, above
+    :data:`shop.db.MAX_ROW_ID` (the bound the URL converter uses, which PostgreSQL's
+    ``integer`` holds), ``bool``, other scripts' digits. Callers say "no such product"
+    for ``None`` — the database never sees a number it cannot hold."""
+    if isinstance(raw, str) and allow_text:
+        text = raw.strip()
+        if _ASCII_DIGITS.fullmatch(text) is None:
+            return None
+        text = text.lstrip("0") or "0"
+        value = int(text) if len(text) <= len(str(MAX_ROW_ID)) else 0
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    else:
+        return None
+    return value if 1 <= value <= MAX_ROW_ID else None
+
+
+def check_text(value: str, field: str, label: str) -> str:
+    """Return ``value`` if it holds only characters a text column can store and show;
+    raise OrderError naming ``field`` (``label`` is its name for people) when it holds
+    a NUL or another control character (tab and line breaks are fine) or a lone
+    surrogate. Refused, never cleaned: silently changing an address is worse."""
+    if _FORBIDDEN_TEXT.search(value):
+        raise OrderError(
+            _("%(label)s不能包含控制字符或无效字符。", label=label),
+            field=field,
+            code="invalid_text",
+        )
+    return value
+
+
 def normalise_phone(raw: str) -> str:
-    """Return an 11-digit mainland mobile number, accepting spaces, dashes and +86."""
+    """Return an 11-digit mainland mobile number, accepting spaces, dashes and +86.
+
+    ASCII digits only: full-width or other scripts' digits are refused."""
     digits = re.sub(r"[\s\-]", "", raw or "")
     if digits.startswith("+86"):
         digits = digits[3:]
     elif digits.startswith("0086"):
         digits = digits[4:]
-    if not _PHONE.match(digits):
+    if not _PHONE.fullmatch(digits):
         raise OrderError(_("请填写正确的11位手机号码。"), field="phone")
     return digits
 
 
 def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
-    """Check and normalise the buyer's details; raise OrderError naming the field."""
+    """Check and normalise the buyer's details; raise OrderError naming the field.
+
+    Every text is checked by :func:`check_text` first (no NUL, control characters or
+    lone surrogates — code ``invalid_text``), then trimmed and measured in characters.
+    """
+    for field_name, label in (
+        ("name", _("收货人姓名")),
+        ("phone", _("手机号码")),
+        ("address", _("收货地址")),
+        ("nickname", _("昵称")),
+        ("organization", _("单位名称")),
+    ):
+        check_text(getattr(buyer, field_name) or "", field_name, label)
     name = (buyer.name or "").strip()
     address = (buyer.address or "").strip()
     nickname = (buyer.nickname or "").strip()
     organization = (buyer.organization or "").strip()
-    if not 1 <= len(name) <= 40:
+    if not 1 <= len(name) <= MAX_NAME:
         raise OrderError(_("请填写收货人姓名（不超过40个字）。"), field="name")
-    if not 5 <= len(address) <= 200:
+    if not MIN_ADDRESS <= len(address) <= MAX_ADDRESS:
         raise OrderError(_("请填写完整的收货地址（5到200个字）。"), field="address")
     if buyer.board_display not in DISPLAYS:
         raise OrderError(_("请选择在爱心榜上的展示方式。"), field="board_display")
-    if buyer.board_display == "nickname" and not 1 <= len(nickname) <= 20:
+    if buyer.board_display == "nickname" and not 1 <= len(nickname) <= MAX_NICKNAME:
         raise OrderError(_("请填写昵称（不超过20个字）。"), field="nickname")
-    if len(organization) > 60:
+    if len(organization) > MAX_ORGANIZATION:
         raise OrderError(_("单位名称不能超过60个字。"), field="organization")
     return BuyerDetails(
         name=name,
