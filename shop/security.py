@@ -62,6 +62,21 @@ def content_security_policy(nonce: str, gateway_url: str | None) -> str:
     )
 
 
+# Pages with personal or staff-only data: no shared cache, proxy or browser history may
+# keep them (an order page shows the buyer's address; the console, households' cards).
+PRIVATE_BLUEPRINTS = frozenset({"console", "offline", "admin", "approvals", "audit"})
+PRIVATE_ENDPOINTS = frozenset(
+    {
+        "orders.show", "payments.payment_return", "api.get_order", "checkout.checkout",
+        "cart.show", "auth.login_code", "auth.two_factor_setup", "auth.change_password",
+    }
+)  # fmt: skip
+
+
+def is_private(endpoint: str | None, blueprint: str | None) -> bool:
+    return blueprint in PRIVATE_BLUEPRINTS or endpoint in PRIVATE_ENDPOINTS
+
+
 def init_app(app: Flask) -> None:
     """Install ProxyFix (when proxies are trusted), the nonce helper and the headers."""
     hops = int(app.config.get("TRUSTED_PROXIES") or 0)
@@ -87,4 +102,6 @@ def init_app(app: Flask) -> None:
         headers["X-Frame-Options"] = "DENY"
         if request.is_secure:
             headers["Strict-Transport-Security"] = HSTS
+        if is_private(request.endpoint, request.blueprint):
+            headers["Cache-Control"] = "no-store"
         return response
