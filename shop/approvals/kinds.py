@@ -49,11 +49,12 @@ HOUSEHOLD_FIELDS = (
     ("active", _l("在册"), None),
 )
 FIELD_LABELS = {name: label for name, label, _mask in HOUSEHOLD_FIELDS}
+FIELD_MASKS = {name: mask for name, _label, mask in HOUSEHOLD_FIELDS}
 SENSITIVE = {"head_name", "id_number", "bank_card"}
 
 
 def _shown(name: str, value):
-    mask = dict((n, m) for n, _label, m in HOUSEHOLD_FIELDS)[name]
+    mask = FIELD_MASKS[name]
     if value is None or value == "":
         return ""
     if mask is not None:

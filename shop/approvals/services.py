@@ -16,7 +16,6 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext
 from sqlalchemy import select, update
 
 from shop.approvals.models import ChangeProposal
@@ -320,6 +319,3 @@ def decoded(text: str) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-LAZY = lazy_gettext  # re-exported for kinds' labels
