@@ -254,7 +254,15 @@ def _register_errors(app: Flask) -> None:
             429: _("操作太频繁，请稍后再试。"),
         }
         code = (error.name or "error").lower().replace(" ", "_")
-        return render_error(error.code or 500, code, messages.get(error.code, error.description))
+        response = app.make_response(
+            render_error(error.code or 500, code, messages.get(error.code, error.description))
+        )
+        # Our page replaces werkzeug's, but not the headers a client needs from it: a
+        # 405's Allow, a 401's WWW-Authenticate, a 429's Retry-After.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

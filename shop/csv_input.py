@@ -18,12 +18,20 @@ What is accepted:
 
 Every problem is raised as :class:`ImportFailed`, whose ``errors`` are sentences for
 the user; each importer words its own header problems from :func:`match_header`.
+
+**Writing.** Every CSV the shop hands out (open data, reports, rosters, templates, the
+audit log) is written by :func:`csv_stream` / :func:`csv_bytes`, which put each cell
+through :func:`csv_cell`: text that a spreadsheet would run as a formula gets a leading
+apostrophe, numbers the shop computed stay numbers (the rule: the comment above
+:func:`neutralise`).
 """
 
 import csv
 import io
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from flask_babel import gettext as _
 
@@ -156,20 +164,56 @@ def match_header(cells: list[str], columns: Columns) -> HeaderMatch:
     return match
 
 
-def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
-    """A file to download and open in Excel: CRLF lines, UTF-8 with BOM."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")
-
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
+# --- writing: every CSV the shop hands out -------------------------------------------
+#
+# The one rule (OWASP "CSV injection"): a spreadsheet runs a cell that starts with
+# = + - @, a tab or a CR as a formula, so every *text* cell that does gets a leading
+# apostrophe — a buyer's board name, a product, village or payer name, and the shop's
+# own labels alike, since text may hold anyone's input. *Numbers* the shop computed are
+# written as they are, so a refund of -1200 fen or -12.00 yuan stays a number: pass them
+# as ``int``, ``float`` or ``Decimal`` (for yuan, ``Decimal(format_fen_plain(fen))``),
+# never as preformatted text, which is neutralised like any other text.
 
-def neutralise(cell: str) -> str:
+
+def neutralise(cell) -> str:
     """A cell Excel will show as text, never run as a formula (OWASP CSV injection):
-    one starting with = + - @ or a tab/CR gets a leading apostrophe."""
+    one starting with = + - @ or a tab/CR gets a leading apostrophe. ``None`` → ""."""
     text = "" if cell is None else str(cell)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_cell(cell):
+    """A cell as the shop writes it: numbers (``int``, ``float``, ``Decimal``; not
+    ``bool``) as they are, anything else as text through :func:`neutralise`."""
+    if isinstance(cell, int | float | Decimal) and not isinstance(cell, bool):
+        return cell
+    return neutralise(cell)
+
+
+def csv_row(cells) -> list:
+    """A row with :func:`csv_cell` applied to every cell."""
+    return [csv_cell(cell) for cell in cells]
+
+
+def csv_stream(header: list[str], rows: Iterable, chunk_rows: int = 500) -> Iterator[str]:
+    """A CSV for download as text chunks (BOM first, CRLF lines), every cell through
+    :func:`csv_cell`; ``rows`` may be a generator, so memory stays flat."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
+    writer.writerow(csv_row(header))
+    for index, row in enumerate(rows, start=1):
+        writer.writerow(csv_row(row))
+        if index % chunk_rows == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def csv_bytes(header: list[str], rows: Iterable) -> bytes:
+    """A file to download and open in Excel: CRLF lines, UTF-8 with BOM, every cell
+    through :func:`csv_cell` (text neutralised, numbers kept)."""
+    return "".join(csv_stream(header, rows)).encode("utf-8")

@@ -13,6 +13,11 @@ strict-origin-when-cross-origin`` (order tokens in URLs never leave in a Referer
 Permissions-Policy that turns off what the shop never uses, ``X-Frame-Options: DENY``
 for old browsers, and HSTS when the request came over https.
 
+**Caching.** Every page with personal or staff-only data answers ``Cache-Control:
+no-store`` — one rule, :func:`is_private`: the staff and admin areas, the account and
+order-token pages, and anything a logged-in person is shown; anonymous public pages keep
+their caching (and the page cache, :mod:`shop.page_cache`, serves only them).
+
 **Behind a proxy** (``TRUSTED_PROXIES`` = how many proxies in front set
 ``X-Forwarded-For`` / ``-Proto`` / ``-Host``): werkzeug's ProxyFix takes the client
 address and scheme from the last that many hops. With 0 (the default) those headers are
@@ -23,6 +28,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request
+from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 PERMISSIONS_POLICY = (
@@ -64,6 +70,8 @@ def content_security_policy(nonce: str, gateway_url: str | None) -> str:
 
 # Pages with personal or staff-only data: no shared cache, proxy or browser history may
 # keep them (an order page shows the buyer's address; the console, households' cards).
+# One rule, by where a page is and who asked (see :func:`is_private`).
+PRIVATE_PREFIXES = ("/console", "/admin", "/account", "/orders/", "/api/v1/orders/", "/sandbox")
 PRIVATE_BLUEPRINTS = frozenset({"console", "offline", "admin", "approvals", "audit"})
 PRIVATE_ENDPOINTS = frozenset(
     {
@@ -71,10 +79,38 @@ PRIVATE_ENDPOINTS = frozenset(
         "cart.show", "auth.login_code", "auth.two_factor_setup", "auth.change_password",
     }
 )  # fmt: skip
+# What a logged-in person may still let caches keep: the same bytes for everyone.
+SHARED_ENDPOINTS = frozenset({"static", "media.photo"})
 
 
-def is_private(endpoint: str | None, blueprint: str | None) -> bool:
-    return blueprint in PRIVATE_BLUEPRINTS or endpoint in PRIVATE_ENDPOINTS
+def _under(path: str, prefix: str) -> bool:
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def is_private(response) -> bool:
+    """Whether this request's answer must not be stored (``Cache-Control: no-store``):
+
+    - every answer under the staff and admin areas (``/console``, ``/admin``), the
+      account pages, a buyer's order-token pages (``/orders/…`` and the API's
+      ``/api/v1/orders/…``) and the pretend Alipay — 404s, redirects to the login page
+      and downloads included, whether or not a route matched;
+    - the order, cart and checkout pages and the login steps, by endpoint, wherever
+      they are mounted;
+    - every answer to a logged-in person (their name and menu are on every page),
+      except static files and answers their view declared ``public`` (a product photo,
+      a QR code: the same bytes for everyone).
+
+    Anonymous public pages (the storefront, the boards, open data) keep their caching.
+    """
+    if any(_under(request.path, prefix) for prefix in PRIVATE_PREFIXES):
+        return True
+    if request.blueprint in PRIVATE_BLUEPRINTS or request.endpoint in PRIVATE_ENDPOINTS:
+        return True
+    if request.endpoint in SHARED_ENDPOINTS or response.cache_control.public:
+        return False
+    return bool(current_user and current_user.is_authenticated)
 
 
 def init_app(app: Flask) -> None:
@@ -102,6 +138,6 @@ def init_app(app: Flask) -> None:
         headers["X-Frame-Options"] = "DENY"
         if request.is_secure:
             headers["Strict-Transport-Security"] = HSTS
-        if is_private(request.endpoint, request.blueprint):
+        if is_private(response):
             headers["Cache-Control"] = "no-store"
         return response

@@ -5,8 +5,6 @@ Nothing here needs a login; nothing here shows a buyer's phone, address or full 
 or a household's full name, ID number or bank card.
 """
 
-import csv
-import io
 from pathlib import Path
 
 from flask import (
@@ -27,7 +25,7 @@ from shop.boards import reads
 from shop.boards.charts import COLOURS, stacked_chart
 from shop.boards.qr import qr_svg, svg_response
 from shop.boards.trace import public_buyer, trace_of
-from shop.csv_input import neutralise
+from shop.csv_input import csv_stream
 from shop.db import MAX_ROW_ID
 from shop.extensions import db
 from shop.page_cache import cached_page
@@ -158,27 +156,12 @@ def open_data():
 
 
 def _csv_download(header: list[str], rows, filename: str) -> Response:
-    """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese).
-
-    Text cells that a spreadsheet would run as a formula (starting = + - @, tab or CR:
-    a buyer's board name ``=HYPERLINK(…)``) get a leading apostrophe (OWASP's advice);
-    numbers the shop computed (fen, counts, which may be negative) are written as numbers.
-    """
-
-    def generate():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        buffer.write("\ufeff")
-        writer.writerow(header)
-        for index, row in enumerate(rows, start=1):
-            writer.writerow([cell if isinstance(cell, int) else neutralise(cell) for cell in row])
-            if index % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese) through
+    the shop's one CSV writer, :func:`shop.csv_input.csv_stream`: text cells a
+    spreadsheet would run as a formula (a buyer's board name ``=HYPERLINK(…)``) get a
+    leading apostrophe; the numbers the shop computed (fen, counts, ids — ``int``, which
+    may be negative) are written as numbers."""
+    response = Response(stream_with_context(csv_stream(header, rows)), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -497,6 +497,8 @@ def recent_batches(purpose: str, limit: int = 20) -> list[ImportBatch]:
 
 
 def sales_template_csv() -> bytes:
+    """The sales upload template with two example rows (the first published product's
+    name, which staff typed, neutralised by :func:`~shop.csv_input.csv_bytes`)."""
     product = db.session.scalar(
         select(Product).where(Product.status == "published").order_by(Product.id)
     )
@@ -535,7 +537,9 @@ def roster_csv(
     days: dict[str, int] | None = None,
 ) -> bytes:
     """The register's households for one channel as an income CSV, ready to preview
-    (the rows are :func:`~shop.offline.income.roster_rows`'). Raises OfflineError."""
+    (the rows are :func:`~shop.offline.income.roster_rows`'). Every cell goes through
+    :func:`~shop.csv_input.csv_bytes`, so a payer or memo that starts like a formula is
+    text. Raises OfflineError."""
     rows = income_services.roster_rows(channel, period, rate_fen, pool_fen, basis, payer, days)
     return csv_bytes([lbl for _f, lbl, _a in INCOME_COLUMNS], rows)
 

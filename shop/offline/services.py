@@ -19,11 +19,10 @@ Public functions own their transaction (``shop.db.transaction``): they commit on
 success and roll back before raising :class:`OfflineError`.
 """
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from flask_babel import gettext as _
 from sqlalchemy import select, update
@@ -41,6 +40,7 @@ from ledger import (
 from shop.audit.log import note
 from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
+from shop.csv_input import csv_bytes
 from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
@@ -411,9 +411,15 @@ def reverse_sale(sale_id: int, user_id: int | None = None, restock: bool = True)
                 memo=f"冲销线下销售 #{record.id} {record.product_name}×{record.quantity}",
             )
             note(
-                db.session, "offline.reverse_sale", "offline_sale", record.id,
-                before={"total_fen": record.total_fen, "product": record.product_name,
-                        "quantity": record.quantity},
+                db.session,
+                "offline.reverse_sale",
+                "offline_sale",
+                record.id,
+                before={
+                    "total_fen": record.total_fen,
+                    "product": record.product_name,
+                    "quantity": record.quantity,
+                },
                 after={"reversed": True, "restock": restock},
                 ledger_keys=[f"offline_refund:{record.id}"],
             )
@@ -547,21 +553,24 @@ def sales_report(group: str, start: date, end: date) -> list[ReportRow]:
 
 
 def report_csv(group: str, rows: list[ReportRow]) -> bytes:
+    """The report as a CSV, through the shop's one writer (:func:`csv_bytes`): the
+    labels (a product's name is staff-entered) are text and neutralised; counts are
+    ``int`` and yuan ``Decimal`` (``158.00``, ``-12.00``), so they stay numbers."""
     heading = {"channel": _("渠道"), "product": _("商品"), "day": _("日期")}[group]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([heading, _("笔数"), _("数量"), _("销售额(元)"), _("直达农户(元)")])
-    for row in rows:
-        writer.writerow(
+    header = [heading, _("笔数"), _("数量"), _("销售额(元)"), _("直达农户(元)")]
+    return csv_bytes(
+        header,
+        [
             [
                 row.label,
                 row.count,
                 row.units,
-                format_fen_plain(row.amount_fen),
-                format_fen_plain(row.beneficiary_fen),
+                Decimal(format_fen_plain(row.amount_fen)),
+                Decimal(format_fen_plain(row.beneficiary_fen)),
             ]
-        )
-    return buffer.getvalue().encode("utf-8-sig")
+            for row in rows
+        ],
+    )
 
 
 def recent_sales(channel: str | None = None, limit: int = 100) -> list[OfflineSale]:
