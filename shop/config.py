@@ -145,6 +145,12 @@ class Config:
         self.PAYOUT_CARD_HOLD_DAYS = _env_int("PAYOUT_CARD_HOLD_DAYS", 7)
         self.APPROVAL_THRESHOLD_FEN = _env_int("APPROVAL_THRESHOLD_FEN", 50000)
         self.PROPOSAL_EXPIRY_HOURS = _env_int("PROPOSAL_EXPIRY_HOURS", 72)
+        # Stock hoarding: unexpired unpaid orders (and the units in them) one phone or
+        # buyer account, and one client address, may hold (shop/orders/holds.py).
+        self.UNPAID_ORDERS_PER_BUYER = _env_int("UNPAID_ORDERS_PER_BUYER", 3)
+        self.UNPAID_UNITS_PER_BUYER = _env_int("UNPAID_UNITS_PER_BUYER", 200)
+        self.UNPAID_ORDERS_PER_CLIENT = _env_int("UNPAID_ORDERS_PER_CLIENT", 10)
+        self.UNPAID_UNITS_PER_CLIENT = _env_int("UNPAID_UNITS_PER_CLIENT", 500)
         # Staff sessions: signed out after this many idle minutes; failed password or
         # code attempts in a row before the account locks, and for how long.
         self.STAFF_IDLE_MINUTES = _env_int("STAFF_IDLE_MINUTES", 30)
@@ -177,7 +183,6 @@ class Config:
             self.SQLALCHEMY_DATABASE_URI = f"sqlite:///{instance_path / 'lianxin.db'}"
         if not self.UPLOAD_FOLDER:
             self.UPLOAD_FOLDER = str(instance_path / "uploads")
-
 
     def unsafe_settings(self) -> list[str]:
         """What makes these settings unsafe for the public service (LIANXIN_ENV=production);

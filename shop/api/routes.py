@@ -8,6 +8,7 @@ from shop.boards import reads as boards
 from shop.catalog.services import published_products
 from shop.errors import error_response, user_error_response
 from shop.extensions import csrf, db, limiter
+from shop.orders.holds import Requester
 from shop.orders.services import OrderError, order_by_token, place_order
 from shop.payments.services import payment_url
 
@@ -33,6 +34,7 @@ def create_order():
             buyer,
             channel,
             expiry_minutes=current_app.config["ORDER_EXPIRY_MINUTES"],
+            requester=Requester(request.remote_addr),
         )
     except OrderError as exc:
         return user_error_response(exc)

@@ -16,6 +16,7 @@ from shop.cart import services as cart_services
 from shop.cart.routes import cart_owner
 from shop.checkout.forms import CheckoutForm
 from shop.errors import show_on_form
+from shop.orders.holds import Requester
 from shop.orders.services import BuyerDetails, OrderError, PriceChanged, place_order
 from shop.payments.services import payment_url
 
@@ -53,6 +54,7 @@ def checkout():
                 channel=channel_for(request.headers.get("User-Agent", "")),
                 expiry_minutes=current_app.config["ORDER_EXPIRY_MINUTES"],
                 user_id=user_id,
+                requester=Requester(request.remote_addr),
             )
         except PriceChanged as error:
             flash(error.message, "error")

@@ -51,6 +51,10 @@ class Order(db.Model):
     board_display: Mapped[str] = mapped_column(String(12), default="masked")
     board_name: Mapped[str] = mapped_column(String(40))
     organization: Mapped[str] = mapped_column(String(120), default="")
+    # Keyed digests (never the values) that unpaid-order limits count by; see
+    # shop/orders/holds.py. NULL for orders placed before the limits or by staff tools.
+    phone_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    client_digest: Mapped[str | None] = mapped_column(String(64), index=True)
 
     total_fen: Mapped[int]
     beneficiary_fen: Mapped[int] = mapped_column(default=0)

@@ -24,6 +24,8 @@ from shop.errors import UserError
 from shop.extensions import db
 from shop.formatting import SHANGHAI
 from shop.money import format_fen
+from shop.orders import holds
+from shop.orders.holds import Requester
 from shop.orders.models import Order, OrderLine
 from shop.public_identity import DISPLAYS, public_identity
 
@@ -58,6 +60,13 @@ class PriceChanged(OrderError):
 class UnknownProduct(OrderError):
     status = 422
     code = "unknown_product"
+
+
+class TooManyUnpaid(OrderError):
+    """The phone, account or client address already holds as much unpaid stock as it may."""
+
+    status = 429
+    code = "too_many_unpaid_orders"
 
 
 @dataclass(frozen=True)
@@ -248,11 +257,14 @@ def place_order(
     expiry_minutes: int,
     user_id: int | None = None,
     now: datetime | None = None,
+    requester: Requester | None = None,
 ) -> Order:
     """Create a pending order and reserve its stock, all or nothing, and commit.
 
-    Raises :class:`OrderError` (bad input, empty cart), :class:`UnknownProduct`
-    (missing or unpublished), :class:`PriceChanged` (the buyer saw another price) or
+    ``requester`` (the public doors: checkout and the API pass one) subjects the order
+    to the unpaid-order limits of :mod:`shop.orders.holds`. Raises :class:`OrderError`
+    (bad input, empty cart), :class:`TooManyUnpaid`, :class:`UnknownProduct` (missing
+    or unpublished), :class:`PriceChanged` (the buyer saw another price) or
     :class:`OutOfStock`. Nothing is written when it raises.
     """
     now = now or utcnow()
@@ -265,7 +277,13 @@ def place_order(
     if channel not in ("pc", "wap", "api"):
         raise OrderError(_("不支持的支付渠道。"), field="channel")
 
+    keys = holds.keys_for(buyer.phone, user_id, requester)
     with transaction(db.session):
+        if requester is not None:
+            # Before any product row is locked (see shop/orders/holds.py).
+            refusal = holds.check_room(keys, sum(w.quantity for w in wanted), now)
+            if refusal is not None:
+                raise TooManyUnpaid(refusal.message, details=refusal.details)
         products = {
             p.id: p
             for p in db.session.scalars(
@@ -330,6 +348,8 @@ def place_order(
             board_display=buyer.board_display,
             board_name=public_identity(buyer.board_display, buyer.name, buyer.nickname).label,
             organization=buyer.organization,
+            phone_digest=keys.phone_digest,
+            client_digest=keys.client_digest,
             total_fen=sum(line.line_total_fen for line in order_lines),
             beneficiary_fen=sum(
                 line.beneficiary_fen_per_unit * line.quantity for line in order_lines
