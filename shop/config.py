@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -116,6 +117,15 @@ class Config:
         self.UPLOAD_FOLDER = env.get("UPLOAD_FOLDER") or None
         self.PUBLIC_BASE_URL = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
         self.REDIS_URL = env.get("REDIS_URL") or None
+        # The Host names the shop answers to; any other gets a 400 before routing, so no
+        # page, API answer (absolute links) or cached copy is ever built around an
+        # attacker's Host header. Production: PUBLIC_BASE_URL's host and the machine's own
+        # names (health checks, the jobs worker); TRUSTED_HOSTS (comma-separated, a
+        # leading dot for subdomains) replaces that list. Development: any host.
+        hosts = [h.strip() for h in env.get("TRUSTED_HOSTS", "").split(",") if h.strip()]
+        if not hosts and self.ENV_NAME == "production":
+            hosts = [urlsplit(self.PUBLIC_BASE_URL).hostname or "", "localhost", "127.0.0.1"]
+        self.TRUSTED_HOSTS = [h for h in hosts if h] or None
         # Pages kept per worker for anonymous readers (shop/page_cache.py); 0: off.
         self.PAGE_CACHE_ENTRIES = _env_int("PAGE_CACHE_ENTRIES", 256)
         self.LOGIN_RATE_LIMIT = env.get("LOGIN_RATE_LIMIT") or "10 per minute"

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from flask_login import current_user
+from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 PERMISSIONS_POLICY = (
@@ -119,6 +120,18 @@ def init_app(app: Flask) -> None:
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(error):
+        # A Host outside TRUSTED_HOSTS: routing never ran, so there are no URLs to build
+        # a page with — and nothing of the request's host is repeated back.
+        response = app.response_class(
+            "400 Bad Request: this shop does not answer to that host name.\n",
+            status=400,
+            mimetype="text/plain",
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.before_request
     def new_nonce() -> None:

@@ -2,6 +2,7 @@
 
 import pytest
 from cryptography.fernet import Fernet
+from flask_migrate import upgrade
 
 from shop import create_app
 from shop.config import Config, UnsafeConfiguration
@@ -108,3 +109,34 @@ def test_a_malformed_number_is_refused_with_its_name(monkeypatch):
     monkeypatch.setenv("PAYOUTS_AT", "25:00")
     with pytest.raises(UnsafeConfiguration, match="PAYOUTS_AT"):
         Config()
+
+
+def test_production_answers_only_to_its_own_host_names(production):
+    app = create_app(Config())
+    with app.app_context():
+        upgrade(revision="heads")
+    assert app.config["TRUSTED_HOSTS"] == ["shop.example.org", "localhost", "127.0.0.1"]
+    client = app.test_client()
+    assert client.get("/healthz", base_url="http://127.0.0.1:5000").status_code == 200
+    assert client.get("/healthz", base_url="https://shop.example.org").status_code == 200
+    # A forged Host would otherwise end up in the API's absolute links and in any cache.
+    for url in ("/", "/api/v1/products", "/healthz"):
+        refused = client.get(url, base_url="https://evil.example")
+        assert refused.status_code == 400, url
+        assert b"evil.example" not in refused.data
+    forwarded = client.get(
+        "/api/v1/products",
+        base_url="https://shop.example.org",
+        headers={"X-Forwarded-Host": "evil.example"},
+    )
+    assert forwarded.status_code == 200  # X-Forwarded-Host is believed only from proxies
+    assert b"evil.example" not in forwarded.data
+
+
+def test_trusted_hosts_can_be_listed(production):
+    production.setenv("TRUSTED_HOSTS", "shop.example.org, .example.org")
+    app = create_app(Config())
+    assert app.config["TRUSTED_HOSTS"] == ["shop.example.org", ".example.org"]
+    client = app.test_client()
+    assert client.get("/healthz", base_url="https://www.example.org").status_code == 200
+    assert client.get("/healthz", base_url="http://127.0.0.1:5000").status_code == 400
