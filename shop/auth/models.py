@@ -1,6 +1,7 @@
 """People who log in: buyers, the village team (staff) and administrators."""
 
 from datetime import datetime
+from functools import cache
 
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, String, Text
@@ -14,6 +15,21 @@ from shop.pii import EncryptedText
 ROLES = ("buyer", "staff", "admin")
 # Each role may do everything the roles before it may.
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+@cache
+def _nobodys_hash() -> str:
+    return generate_password_hash("no such account", method="scrypt")
+
+
+def password_matches(user: "User | None", password: str) -> bool:
+    """Whether ``password`` is ``user``'s, at the cost of one scrypt check whoever asks:
+    an unknown username is checked against a stand-in hash, so the answer's timing does
+    not tell which usernames exist. The first call per process makes the stand-in."""
+    if user is None:
+        check_password_hash(_nobodys_hash(), password or "")
+        return False
+    return user.check_password(password or "")
 
 
 class User(UserMixin, db.Model):

@@ -17,6 +17,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from shop.auth import two_factor
 from shop.auth.forms import CodeForm, LoginForm, PasswordChangeForm, RegisterForm
 from shop.auth.services import AccountError, create_user
+from shop.auth.models import password_matches
 from shop.cart.services import merge_into_user
 from shop.extensions import db, limiter
 
@@ -63,9 +64,11 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = two_factor.find_user(form.username.data)
+        # Checked first and always, so no answer is quicker for names that do not exist.
+        password_ok = password_matches(user, form.password.data)
         if user is not None and two_factor.is_locked(user):
             flash(_locked_message(), "error")
-        elif user is None or not user.active or not user.check_password(form.password.data):
+        elif user is None or not user.active or not password_ok:
             locked = user is not None and two_factor.register_failure(user, "password")
             flash(_locked_message() if locked else _("用户名或密码不正确。"), "error")
         elif user.two_factor_enabled:  # anyone enrolled, as the enrolment page promises

@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from shop.auth.models import ROLES, User
+from shop.auth.models import ROLES, User, password_matches
 from shop.db import utcnow
 from shop.errors import UserError
 from shop.extensions import db
@@ -38,7 +38,7 @@ def create_user(username: str, password: str, role: str, display_name: str = "")
 def authenticate(username: str, password: str) -> User | None:
     """Return the active user with these credentials, or None. Records the login time."""
     user = db.session.scalar(select(User).where(User.username == (username or "").strip()))
-    if user is None or not user.active or not user.check_password(password or ""):
+    if not password_matches(user, password) or not user.active:
         return None
     user.last_login_at = utcnow()
     db.session.commit()

@@ -412,3 +412,23 @@ def test_a_password_reset_from_the_command_line_signs_the_user_out(app, staff_cl
     assert WRONG_PASSWORD in password_step(staff_client, "staff1", STAFF_PASSWORD).text
     assert login(staff_client, "staff1", "reset-password-3").status_code == 302
     assert signed_in_to_console(staff_client)
+
+
+def test_an_unknown_username_costs_the_same_password_check_as_a_known_one(client, app, monkeypatch):
+    """Timing must not tell which usernames exist: every login attempt — unknown name,
+    wrong password, locked or inactive account — runs exactly one scrypt check."""
+    import shop.auth.models as models
+
+    make_user(username="known-1", password="right-password-1")
+    inactive = make_user(username="gone-1", password="right-password-1")
+    inactive.active = False
+    db.session.commit()
+    checks = []
+    real = models.check_password_hash
+    monkeypatch.setattr(models, "check_password_hash", lambda h, p: checks.append(h) or real(h, p))
+    for username in ("nobody-here", "known-1", "gone-1"):
+        checks.clear()
+        page = client.post("/login", data={"username": username, "password": "wrong-guess-1"})
+        assert "用户名或密码不正确" in page.get_data(as_text=True)
+        assert len(checks) == 1, username
+        assert checks[0].startswith("scrypt:"), username
