@@ -20,6 +20,7 @@ from shop.approvals.services import ApprovalError, Kind, propose, register
 from shop.benefits import admin as benefits_admin
 from shop.catalog.models import Product
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.households import importer
 from shop.households import merge as merging
 from shop.households import services as households
@@ -366,6 +367,7 @@ def propose_household_payout(code: str, by):
 
 
 def _release(payload: dict, _proposal) -> str:
+    crash_point("payout.batch_approved")
     report = payouts.release_batch(_lines(payload))
     text = report.summary()
     if report.card_changed:

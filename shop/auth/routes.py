@@ -16,8 +16,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from shop.auth import two_factor
 from shop.auth.forms import CodeForm, LoginForm, PasswordChangeForm, RegisterForm
-from shop.auth.services import AccountError, create_user
 from shop.auth.models import password_matches
+from shop.auth.services import AccountError, create_user
 from shop.cart.services import merge_into_user
 from shop.extensions import db, limiter
 

@@ -35,6 +35,7 @@ from shop.csv_input import (
 )
 from shop.db import transaction, utcnow
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.formatting import SHANGHAI, format_fen_plain
 from shop.households.models import Household
 from shop.offline import import_checks as checks
@@ -479,6 +480,7 @@ def _post_income(batch: ImportBatch, rows: list[RowResult], user_id: int | None)
     for row in rows:
         _record, created = income_services.post_clean(row.value, batch.id, row.number, user_id)
         posted += int(created)
+        crash_point("offline.income_halfway", when=2 * posted >= len(rows))
     return posted
 
 

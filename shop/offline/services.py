@@ -44,6 +44,7 @@ from shop.csv_input import csv_bytes
 from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.formatting import SHANGHAI, format_fen_plain
 from shop.money import parse_typed_yuan
 from shop.offline.models import OfflineSale, SalesSession
@@ -222,6 +223,7 @@ def post_sale_rows(
             )
         )
         fresh.append((row, product))
+        crash_point("offline.sales_halfway", when=2 * len(fresh) >= len(rows))
     results = post_sales(db.session, requests)
     for (row, product), result in zip(fresh, results, strict=True):
         if not result.posted.created:

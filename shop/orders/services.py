@@ -22,6 +22,7 @@ from shop.catalog.models import Product
 from shop.db import MAX_ROW_ID, transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.formatting import SHANGHAI
 from shop.money import format_fen
 from shop.orders import holds
@@ -359,6 +360,7 @@ def place_order(
             lines=order_lines,
         )
         db.session.add(order)
+        crash_point("checkout.stock_reserved")
     log.info("order %s placed: %d fen, %d lines", order.order_no, order.total_fen, len(order_lines))
     return order
 
@@ -490,6 +492,7 @@ def apply_payment(
         db.session.refresh(order)
         for hook in _paid_hooks():
             hook(order)
+        crash_point("payment.posted_uncommitted")
     log.info("order %s paid by trade %s", order.order_no, trade_no)
     return PaymentOutcome(True, "paid", "", order)
 

@@ -13,6 +13,7 @@ from flask import current_app, url_for
 
 from shop.db import utcnow
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.orders.models import Order
 from shop.orders.services import PaymentOutcome, apply_payment, cancel_order
 from shop.payments import provider
@@ -110,6 +111,7 @@ def handle_notification(params: dict) -> str:
             notification.out_trade_no,
         )
     _record(params, outcome.verdict, outcome.reason)
+    crash_point("notify.before_answer")
     return "success" if outcome.accepted else "fail"
 
 

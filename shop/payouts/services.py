@@ -5,6 +5,13 @@ transfer (see :mod:`ledger.payouts`), and the transfer carries the payout's
 ``out_biz_no``, which Alipay treats as idempotent. So a run that stops at any point
 and is started again never pays twice and never loses a payout: it first asks Alipay
 again about every payout still in flight, then starts new ones.
+
+A payout asked for before (the run died, or lost Alipay's answer) is *looked up*
+(``transfer_query``) before it is asked for again: Alipay may have paid it to the card
+and name of that first request, and answers a repeat with a card or name corrected
+since as inconsistent, which must never be read as "the money did not move" (the
+household would be owed again and paid twice). Only a transfer Alipay never saw is
+asked for again.
 """
 
 import logging
@@ -26,6 +33,7 @@ from ledger import (
 from shop.audit.log import note, outside_answer
 from shop.db import transaction, utcnow
 from shop.extensions import db
+from shop.faults import crash_point
 from shop.formatting import SHANGHAI
 from shop.households.models import Household
 from shop.payments.provider import ProviderError, get_provider
@@ -92,16 +100,21 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
     )
     household = db.session.scalar(select(Household).where(Household.code == payout.household_code))
     payout.attempts += 1
+    asked_before = payout.attempts > 1
     outside_answer(db.session)  # a retry counter: the payout's start has its record
     db.session.commit()
+    crash_point("payout.before_transfer")
     try:
-        result = get_provider().transfer(
-            out_biz_no=out_biz_no,
-            amount_fen=payout.amount_fen,
-            card_number=household.bank_card or "",
-            payee_name=household.head_name,
-            remark="连心集市消费帮扶收益",
-        )
+        # Asked for before: what Alipay did with that request, not a new one (see above).
+        result = get_provider().transfer_query(out_biz_no) if asked_before else None
+        if result is None:
+            result = get_provider().transfer(
+                out_biz_no=out_biz_no,
+                amount_fen=payout.amount_fen,
+                card_number=household.bank_card or "",
+                payee_name=household.head_name,
+                remark="连心集市消费帮扶收益",
+            )
     except ProviderError as error:
         if getattr(error, "retryable", False):
             log.warning("payout %s not confirmed, will ask again: %s", out_biz_no, error)
@@ -111,6 +124,7 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
         # move; nothing is wrong with the household's card.
         status, order_id, failure, payee_refused = "FAIL", "", str(error), False
     else:
+        crash_point("payout.transfer_sent")
         status, order_id, failure = result.status, result.order_id or "", result.fail_reason or ""
         payee_refused = True  # a FAIL answer: the bank or Alipay refused the payee
     if status not in ("SUCCESS", "FAIL"):
@@ -126,6 +140,7 @@ def _transfer_and_settle(out_biz_no: str, report: PayoutRunReport) -> None:
             failure,
             payee_refused=payee_refused,
         )
+        crash_point("payout.posting_uncommitted")
     if settled == "paid":
         report.paid += 1
     else:
