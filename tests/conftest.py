@@ -40,6 +40,8 @@ def pytest_generate_tests(metafunc):
                 if REQUIRE_POSTGRES:
                     raise pytest.UsageError("postgres_only test but no TEST_DATABASE_URL")
                 backends = [pytest.param("postgresql", marks=pytest.mark.skip("no PostgreSQL"))]
+        if metafunc.definition.get_closest_marker("single_backend"):
+            backends = backends[-1:]  # PostgreSQL when configured, else SQLite
         metafunc.parametrize("database_backend", backends, scope="session")
 
 
@@ -122,11 +124,12 @@ def app(database_url, tmp_path):
         }
     )
     # Tests hold one app context open, and a request reuses it, so flask.g would carry the
-    # last request's user and request id into the next (production pushes a context per
-    # request). Forget them first, so two clients in one test are two people.
+    # last request's user, request id and language into the next (production pushes a
+    # context per request). Forget them first, so two clients in one test are two people.
     def forget_last_request():
         g.pop("_login_user", None)
         g.pop("request_id", None)
+        g.pop("_flask_babel", None)  # the locale Flask-Babel chose for the last request
 
     app.before_request_funcs.setdefault(None, []).insert(0, forget_last_request)
     with app.app_context():

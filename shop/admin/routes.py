@@ -1,3 +1,5 @@
+from urllib.parse import quote
+
 from flask import (
     Blueprint,
     Response,
@@ -202,5 +204,11 @@ def import_households():
 def household_template():
     response = Response(importer.template_csv(), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
-    response.headers.set("Content-Disposition", "attachment", filename="农户导入模板.csv")
+    # HTTP headers are Latin-1: a Chinese name goes in RFC 6266's filename* (UTF-8,
+    # percent-encoded), with an ASCII name for clients that do not read it. Sent raw,
+    # the server could not write the header and the download failed.
+    response.headers["Content-Disposition"] = (
+        'attachment; filename="household-template.csv"; '
+        "filename*=UTF-8''" + quote("农户导入模板.csv")
+    )
     return response
