@@ -46,6 +46,7 @@ from shop.errors import error_response
 from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
 from shop.health import bp as health_bp
 from shop.jobs.schedule import register as register_jobs
+from shop.mail import events as mail_events
 from shop.media.routes import bp as media_bp
 from shop.offline.board_sources import register as register_offline_board_sources
 from shop.offline.routes import bp as offline_bp
@@ -116,6 +117,9 @@ def _wire_money_flow(app: Flask) -> None:
     """
     register_paid_hook(app, post_order_sale)
     register_refund_hook(app, post_refund_reversal)
+    # The buyer's e-mails, recorded in the same transactions (shop/mail).
+    register_paid_hook(app, mail_events.order_paid)
+    register_refund_hook(app, mail_events.refund_succeeded)
     start_following()
     register_source(app, "sale", purchase=online_purchase)
     register_offline_board_sources(app)

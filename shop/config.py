@@ -161,6 +161,19 @@ class Config:
         self.UNPAID_UNITS_PER_BUYER = _env_int("UNPAID_UNITS_PER_BUYER", 200)
         self.UNPAID_ORDERS_PER_CLIENT = _env_int("UNPAID_ORDERS_PER_CLIENT", 10)
         self.UNPAID_UNITS_PER_CLIENT = _env_int("UNPAID_UNITS_PER_CLIENT", 500)
+        # E-mail (shop/mail): the SMTP server the jobs worker sends the outbox through;
+        # without SMTP_HOST development writes messages to the log, production waits.
+        self.SMTP_HOST = env.get("SMTP_HOST") or None
+        self.SMTP_PORT = _env_int("SMTP_PORT", 587)
+        self.SMTP_STARTTLS = _env_flag("SMTP_STARTTLS", self.SMTP_PORT == 587)
+        self.SMTP_USERNAME = env.get("SMTP_USERNAME") or None
+        self.SMTP_PASSWORD = env.get("SMTP_PASSWORD") or None
+        self.SMTP_TIMEOUT_SECONDS = _env_int("SMTP_TIMEOUT_SECONDS", 20)
+        self.MAIL_FROM = env.get("MAIL_FROM") or "连心集市 <noreply@localhost>"
+        self.MAIL_EVERY_SECONDS = _env_int("MAIL_EVERY_SECONDS", 30)
+        self.MAIL_RETRY_SECONDS = _env_int("MAIL_RETRY_SECONDS", 60)
+        self.MAIL_MAX_ATTEMPTS = _env_int("MAIL_MAX_ATTEMPTS", 10)
+        self.MAIL_CLAIM_SECONDS = _env_int("MAIL_CLAIM_SECONDS", 600)
         # Staff sessions: signed out after this many idle minutes; failed password or
         # code attempts in a row before the account locks, and for how long.
         self.STAFF_IDLE_MINUTES = _env_int("STAFF_IDLE_MINUTES", 30)

@@ -30,6 +30,7 @@ from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
 from shop.households.models import Enterprise, Household, Village
 from shop.jobs.models import JobRun, JobState
+from shop.mail.models import OutboxMessage
 from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale, SalesSession
 from shop.orders.models import Order, OrderLine, Refund
 from shop.payments.models import PaymentNotification
@@ -61,6 +62,7 @@ __all__ = [
     "OfflineSale",
     "Order",
     "OrderLine",
+    "OutboxMessage",
     "PaymentNotification",
     "Payout",
     "Product",

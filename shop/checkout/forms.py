@@ -1,6 +1,6 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, StringField, TextAreaField
+from wtforms import EmailField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 
@@ -18,6 +18,7 @@ class CheckoutForm(FlaskForm):
         default="masked",
     )
     nickname = StringField(_l("昵称"), validators=[Optional(), Length(max=20)])
+    email = EmailField(_l("电子邮箱（可不填）"), validators=[Optional(), Length(max=254)])
     organization = StringField(
         _l("单位（爱心企业，可不填）"), validators=[Optional(), Length(max=60)]
     )

@@ -10,6 +10,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from shop.cart import services as cart_services
@@ -46,6 +47,7 @@ def checkout():
             board_display=form.board_display.data,
             nickname=form.nickname.data or "",
             organization=form.organization.data or "",
+            email=form.email.data or "",
         )
         try:
             order = place_order(
@@ -55,6 +57,7 @@ def checkout():
                 expiry_minutes=current_app.config["ORDER_EXPIRY_MINUTES"],
                 user_id=user_id,
                 requester=Requester(request.remote_addr),
+                locale=str(get_locale()),
             )
         except PriceChanged as error:
             flash(error.message, "error")

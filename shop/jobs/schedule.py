@@ -6,6 +6,8 @@
   5 minutes (a missed notification), and refunds Alipay has not confirmed.
 - ``boards_follow``, every ``BOARDS_FOLLOW_EVERY_SECONDS`` (60): fold any ledger posting
   not yet on the boards (normally none: postings fold as they commit).
+- ``deliver_mail``, every ``MAIL_EVERY_SECONDS`` (30): send the e-mail outbox
+  (``shop.mail.delivery``), retrying what SMTP refused with back-off.
 - ``payouts``, daily from ``PAYOUTS_AT`` (10:00 Asia/Shanghai; empty: never): finish
   payouts in flight. It starts none: a new batch is paid when a second admin approves
   it (four eyes, ``shop.approvals``).
@@ -22,6 +24,7 @@ from shop.audit.log import acting_as
 from shop.boards.projection import follow_ledger
 from shop.extensions import db
 from shop.jobs.runner import Job, register_job
+from shop.mail.delivery import deliver_due
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import expire_unpaid, reconcile
 from shop.payouts.services import finish_in_flight
@@ -57,6 +60,10 @@ def boards_follow() -> str:
     return f"boards: folded {folded} ledger transactions"
 
 
+def deliver_mail() -> str:
+    return deliver_due().summary()
+
+
 def payouts() -> str:
     with acting_as("jobs"):
         report = finish_in_flight()
@@ -83,6 +90,9 @@ def register(app: Flask) -> None:
         Job(
             "boards_follow", boards_follow, timedelta(seconds=config["BOARDS_FOLLOW_EVERY_SECONDS"])
         ),
+    )
+    register_job(
+        app, Job("deliver_mail", deliver_mail, timedelta(seconds=config["MAIL_EVERY_SECONDS"]))
     )
     if config.get("PAYOUTS_AT"):
         register_job(app, Job("payouts", payouts, at=config["PAYOUTS_AT"]))

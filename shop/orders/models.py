@@ -55,6 +55,11 @@ class Order(db.Model):
     # shop/orders/holds.py. NULL for orders placed before the limits or by staff tools.
     phone_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     client_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Where the order's e-mails go (optional, PII: encrypted) and in which language.
+    email: Mapped[str | None] = mapped_column(EncryptedText())
+    locale: Mapped[str] = mapped_column(
+        String(16), default="zh_Hans_CN", server_default="zh_Hans_CN"
+    )
 
     total_fen: Mapped[int]
     beneficiary_fen: Mapped[int] = mapped_column(default=0)

@@ -24,6 +24,8 @@ from shop.errors import UserError
 from shop.extensions import db
 from shop.faults import crash_point
 from shop.formatting import SHANGHAI
+from shop.mail import events as mail_events
+from shop.mail.outbox import is_email
 from shop.money import format_fen
 from shop.orders import holds
 from shop.orders.holds import Requester
@@ -87,6 +89,7 @@ class BuyerDetails:
     board_display: str = "masked"
     nickname: str = ""
     organization: str = ""
+    email: str = ""  # optional: where the order's e-mails go (shop/mail)
 
 
 @dataclass
@@ -215,6 +218,9 @@ def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
         raise OrderError(_("请填写昵称（不超过20个字）。"), field="nickname")
     if len(organization) > MAX_ORGANIZATION:
         raise OrderError(_("单位名称不能超过60个字。"), field="organization")
+    email = (buyer.email or "").strip()
+    if email and not is_email(email):
+        raise OrderError(_("请填写有效的电子邮箱，或留空。"), field="email")
     return BuyerDetails(
         name=name,
         phone=normalise_phone(buyer.phone),
@@ -222,6 +228,7 @@ def validate_buyer(buyer: BuyerDetails) -> BuyerDetails:
         board_display=buyer.board_display,
         nickname=nickname,
         organization=organization,
+        email=email,
     )
 
 
@@ -259,6 +266,7 @@ def place_order(
     user_id: int | None = None,
     now: datetime | None = None,
     requester: Requester | None = None,
+    locale: str = "zh_Hans_CN",
 ) -> Order:
     """Create a pending order and reserve its stock, all or nothing, and commit.
 
@@ -349,6 +357,8 @@ def place_order(
             board_display=buyer.board_display,
             board_name=public_identity(buyer.board_display, buyer.name, buyer.nickname).label,
             organization=buyer.organization,
+            email=buyer.email or None,
+            locale=locale,
             phone_digest=keys.phone_digest,
             client_digest=keys.client_digest,
             total_fen=sum(line.line_total_fen for line in order_lines),
@@ -360,6 +370,7 @@ def place_order(
             lines=order_lines,
         )
         db.session.add(order)
+        mail_events.order_placed(order)
         crash_point("checkout.stock_reserved")
     log.info("order %s placed: %d fen, %d lines", order.order_no, order.total_fen, len(order_lines))
     return order
@@ -518,6 +529,7 @@ def mark_shipped(
 ) -> bool:
     """Record shipment of a paid order; commit. False when the order is not in 'paid'."""
     carrier, tracking_no = (carrier or "").strip(), (tracking_no or "").strip()
+    check_text(carrier, "carrier", _("快递公司"))  # NUL: stored, or a 500 on PostgreSQL
     if not carrier or len(carrier) > 40:
         raise OrderError(_("请填写快递公司（不超过40个字）。"), field="carrier")
     if not re.fullmatch(r"[A-Za-z0-9\-]{4,64}", tracking_no):
@@ -530,6 +542,9 @@ def mark_shipped(
         )
         .execution_options(synchronize_session=False)
     ).rowcount
+    if moved == 1:
+        order = db.session.get(Order, order_id, populate_existing=True)
+        mail_events.order_shipped(order)
     db.session.commit()
     return moved == 1
 

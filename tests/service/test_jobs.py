@@ -117,7 +117,8 @@ def test_the_tick_command_exits_1_when_a_job_failed(only_test_jobs, app):
 
 def test_the_real_jobs_are_registered(app):
     names = set(app.extensions["jobs"])
-    assert {"expire_orders", "reconcile_payments", "boards_follow", "payouts"} <= names
+    expected = {"expire_orders", "reconcile_payments", "boards_follow", "deliver_mail", "payouts"}
+    assert expected <= names
 
 
 @pytest.mark.postgres_only
@@ -158,7 +159,9 @@ def test_two_ticks_at_the_same_moment_run_each_job_once_and_post_nothing_twice(
     per_job = dict(
         db.session.execute(select(JobRun.name, func.count()).group_by(JobRun.name)).all()
     )
-    assert per_job == {"expire_orders": 1, "reconcile_payments": 1, "boards_follow": 1}
+    assert per_job == {
+        "expire_orders": 1, "reconcile_payments": 1, "boards_follow": 1, "deliver_mail": 1,
+    }  # fmt: skip
     printed = "\n".join(outputs)
     for name in per_job:  # and each ran in one of the two processes, not in both
         assert printed.count(f"{name}: ok") == 1, printed
