@@ -216,3 +216,21 @@ def test_checkout_form_takes_the_address_and_refuses_a_bad_one(client, app, smtp
     deliver_due()
     ((_rcpt, message),) = smtp.messages
     assert message["Subject"].startswith("Order ")
+
+
+def test_a_refund_through_alipay_sends_one_refund_email(app, client, smtp):
+    """Over real HTTP to the sandbox gateway, as a refund is made in the console."""
+    from shop.payments.refunds import request_refund
+    from tests.alipay_helpers import pay_in_sandbox
+    from tests.live_server import live_server
+
+    with live_server(app):
+        order = make_order([(make_product(price_fen=15800, stock=5), 2)], buyer(email=ADDRESS))
+        assert pay_in_sandbox(app, client, order).status_code == 302
+        refund = request_refund(order.id, 5000, "少发一瓶")
+        assert refund.status == "succeeded"
+    deliver_due()
+    subjects = [m["Subject"] for _r, m in smtp.messages]
+    assert len(subjects) == 3 and "已退款 ¥50.00" in subjects[2]
+    refunded = smtp.messages[2][1]
+    assert "¥50.00" in body_of(refunded) and "累计退款 ¥50.00" in body_of(refunded)
