@@ -22,6 +22,7 @@ import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
 import shop.approvals.kinds
 import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
 from shop import formatting, page_cache, request_log, security
+from shop.account.routes import bp as account_bp
 from shop.admin.routes import bp as admin_bp
 from shop.api.routes import bp as api_bp
 from shop.approvals.audit_routes import bp as audit_bp
@@ -225,6 +226,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(approvals_bp, url_prefix="/admin/proposals")
     app.register_blueprint(audit_bp, url_prefix="/admin/audit")
     app.register_blueprint(changes_bp)
+    app.register_blueprint(account_bp)
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay is a plugin, imported by its configured module name and only
         # here, so no shop code can come to depend on it and production (sandbox off)

@@ -1,0 +1,132 @@
+"""A signed-in buyer's own side: my orders and the households they reached (issue 16).
+
+The impact page must equal the ledger — the sum over the buyer's sales of each
+household's credit, less what refunds took back — and must never show another buyer's
+orders, whatever the other buyer's order numbers are.
+"""
+
+from sqlalchemy import func, select
+
+from ledger import HOUSEHOLD_PREFIX, Account, Entry, Transaction
+from shop.benefits.services import set_product_rule
+from shop.cart.models import CartItem
+from shop.extensions import db
+from shop.orders.services import apply_payment
+from tests.builders import buyer, make_household, make_order, make_product, make_user, make_village
+
+PASSWORD = "buyer-pass-1"
+
+
+def signed_in(app, username):
+    user = make_user(username=username, password=PASSWORD)
+    client = app.test_client()
+    assert (
+        client.post("/login", data={"username": username, "password": PASSWORD}).status_code == 302
+    )
+    return user, client
+
+
+def pay(order, trade_no):
+    assert apply_payment(order.order_no, trade_no, order.total_fen, paid=True).verdict == "paid"
+
+
+def shop_with_two_households():
+    village = make_village(name="双井村")
+    zhang = make_household(village, head_name="张三明", code="SJ-001")
+    li = make_household(village, head_name="李四海", code="SJ-002", card="6217000012340002")
+    wine = make_product(name="树莓果酒", price_fen=15800, stock=100)
+    set_product_rule(wine.id, [zhang, li], "weighted", "equal", share_fen_per_unit=2001)
+    return wine
+
+
+def ledger_total_for(order_trade_nos) -> dict[str, int]:
+    """What the ledger credited each household for these trades, refunds subtracted."""
+    sales = select(Transaction.id).where(
+        Transaction.key.in_([f"sale:{t}" for t in order_trade_nos])
+    )
+    rows = db.session.execute(
+        select(Account.code, func.sum(Entry.amount_fen))
+        .join(Entry, Entry.account_id == Account.id)
+        .join(Transaction, Transaction.id == Entry.transaction_id)
+        .where(Account.code.startswith(HOUSEHOLD_PREFIX))
+        .where(Transaction.id.in_(sales) | Transaction.reverses_id.in_(sales))
+        .group_by(Account.code)
+    )
+    return {code[len(HOUSEHOLD_PREFIX) :]: -int(total) for code, total in rows if total}
+
+
+def test_my_orders_lists_mine_only_with_status_and_tracking(app):
+    wine = shop_with_two_households()
+    me, client = signed_in(app, "buyer-me")
+    other, _other_client = signed_in(app, "buyer-other")
+    mine = make_order([(wine, 2)], user_id=me.id)
+    pay(mine, "T20261204000001")
+    theirs = make_order([(wine, 1)], buyer(name="赵六"), user_id=other.id)
+    from shop.orders.services import mark_shipped
+
+    assert mark_shipped(mine.id, "顺丰速运", "SF0001")
+    page = client.get("/account/orders").get_data(as_text=True)
+    assert mine.order_no in page and "已发货" in page and "SF0001" in page
+    assert f"/orders/{mine.token}" in page and f"/trace/{mine.token}" in page
+    assert theirs.order_no not in page and theirs.token not in page
+    # Another buyer's order number does nothing for me.
+    response = client.post(f"/account/orders/{theirs.order_no}/reorder")
+    assert response.status_code == 302
+    assert db.session.scalar(select(func.count()).select_from(CartItem)) == 0
+
+
+def test_my_impact_equals_the_ledger_with_refunds_subtracted(app):
+    wine = shop_with_two_households()
+    me, client = signed_in(app, "buyer-impact")
+    other, _c = signed_in(app, "buyer-else")
+    first = make_order([(wine, 3)], user_id=me.id)
+    pay(first, "T20261204000011")
+    second = make_order([(wine, 1)], buyer(phone="13912340001"), user_id=me.id)
+    pay(second, "T20261204000012")
+    elsewhere = make_order([(wine, 5)], buyer(name="赵六", phone="13912340002"), user_id=other.id)
+    pay(elsewhere, "T20261204000013")
+    unpaid = make_order([(wine, 4)], buyer(phone="13912340003"), user_id=me.id)
+    assert unpaid.status == "pending_payment"
+    # A refund of part of the second order takes its share back.
+    from ledger import post_refund
+
+    post_refund(db.session, "refund:TEST-R1", "sale:T20261204000012", 15800)
+    db.session.commit()
+
+    expected = ledger_total_for(["T20261204000011", "T20261204000012"])
+    assert expected["SJ-001"] + expected["SJ-002"] == 2001 * 3  # the second order fully back
+    page = client.get("/account/impact").get_data(as_text=True)
+    for code, fen in expected.items():
+        assert code in page
+        assert f"¥{fen / 100:,.2f}" in page
+    assert f"¥{sum(expected.values()) / 100:,.2f}" in page
+    assert "张*明" in page and "张三明" not in page  # masked, as on every public page
+    assert "/households/SJ-001" in page
+    from shop.account.services import my_impact
+
+    impact = my_impact(me.id)
+    assert {h.code: h.amount_fen for h in impact.households} == expected
+    assert impact.paid_orders == 2 and impact.to_households_fen == sum(expected.values())
+
+
+def test_reorder_puts_the_lines_back_at_todays_price(app):
+    wine = shop_with_two_households()
+    honey = make_product(name="土蜂蜜", slug="honey", price_fen=6800, stock=10)
+    me, client = signed_in(app, "buyer-again")
+    order = make_order([(wine, 2), (honey, 1)], user_id=me.id)
+    honey.status = "archived"
+    wine.price_fen = 16800
+    db.session.commit()
+    response = client.post(f"/account/orders/{order.order_no}/reorder")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/cart")
+    page = client.get("/cart").get_data(as_text=True)
+    assert "树莓果酒" in page and "¥336.00" in page
+    assert "土蜂蜜" in page  # named in the message: it could not be added
+    lines = db.session.scalars(select(CartItem).where(CartItem.user_id == me.id)).all()
+    assert [(line.product_id, line.quantity) for line in lines] == [(wine.id, 2)]
+
+
+def test_account_pages_need_a_login(client, app):
+    for url in ("/account/orders", "/account/impact"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
