@@ -15,13 +15,14 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 import shop.admin.ledger_routes  # (adds the money pages to the admin blueprint)
 import shop.approvals.kinds
 import shop.models  # noqa: F401  (complete metadata for Alembic and create_all)
-from shop import formatting, page_cache, request_log, security
+from shop import db_retry, formatting, page_cache, request_log, security
 from shop.account.routes import bp as account_bp
 from shop.admin.routes import bp as admin_bp
 from shop.api.routes import bp as api_bp
@@ -270,13 +271,46 @@ def _register_errors(app: Flask) -> None:
                 response.headers[name] = value
         return response
 
+    def answer_failure(status: int, code: str, message: str):
+        # Alipay reads only the body: anything but "success" makes it notify again later.
+        if request.endpoint == "payments.alipay_notify":
+            return "fail", status, {"Content-Type": "text/plain; charset=utf-8"}
+        try:
+            return render_error(status, code, message)
+        except Exception:  # the page itself needed the database (a signed-in user)
+            app.logger.exception("error page failed; answering plain text")
+            return message, status, {"Content-Type": "text/plain; charset=utf-8"}
+
+    def _rule() -> str:
+        # The route's pattern, not the path: paths carry order tokens.
+        return request.url_rule.rule if request.url_rule is not None else "(no route)"
+
+    @app.errorhandler(DBAPIError)
+    def database_error(error: DBAPIError):
+        if not db_retry.is_unavailable(error):
+            return unexpected_error(error)
+        # A fault that passes (see shop/db_retry.py): nothing of the request committed,
+        # so the caller may simply try again — every money step is idempotent by key.
+        app.logger.warning(
+            "database unavailable on %s %s (SQLSTATE %s): %s",
+            request.method,
+            _rule(),
+            db_retry.sqlstate(error),
+            type(error.orig).__name__,
+        )
+        db.session.rollback()
+        response = app.make_response(
+            answer_failure(503, "database_unavailable", _("系统暂时繁忙，请稍后重试。"))
+        )
+        response.headers["Retry-After"] = str(db_retry.RETRY_AFTER_SECONDS)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        # The route's pattern, not the path: paths carry order tokens.
-        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
-        app.logger.exception("unhandled error on %s %s", request.method, rule)
+        app.logger.exception("unhandled error on %s %s", request.method, _rule())
         db.session.rollback()
-        return render_error(500, "internal_error", _("服务器出错了，请稍后再试。"))
+        return answer_failure(500, "internal_error", _("服务器出错了，请稍后再试。"))
 
 
 def _register_template_helpers(app: Flask) -> None:

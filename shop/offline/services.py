@@ -42,6 +42,7 @@ from shop.benefits.services import remainder_account
 from shop.catalog.models import Product
 from shop.csv_input import csv_bytes
 from shop.db import transaction, utcnow
+from shop.db_retry import run_with_retry
 from shop.errors import UserError
 from shop.extensions import db
 from shop.faults import crash_point
@@ -342,12 +343,16 @@ def record_hall_sale(sale: SaleInput, token: str, user_id: int | None = None) ->
     if not token or len(token) > 64:
         raise OfflineError(_("页面已过期，请刷新后重试。"))
     validate_sale(sale)
-    try:
+
+    def post_once() -> OfflineSale:
         with transaction(db.session):
-            hall = get_session("hall")
-            record, _created = post_sale_row(
-                hall, sale, f"offline_sale:hall:{token}", user_id=user_id
-            )
+            key = f"offline_sale:hall:{token}"
+            return post_sale_row(get_session("hall"), sale, key, user_id=user_id)[0]
+
+    try:
+        # Keyed by the form's token: run again after a deadlock or lock timeout (which
+        # rolled the first attempt back), it still posts once (shop/db_retry.py).
+        record = run_with_retry(db.session, post_once, f"hall sale {token}")
     except LedgerError as error:
         raise OfflineError(_("记账失败：%(reason)s", reason=str(error))) from None
     return record

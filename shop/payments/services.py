@@ -12,6 +12,7 @@ from datetime import timedelta
 from flask import current_app, url_for
 
 from shop.db import utcnow
+from shop.db_retry import run_with_retry
 from shop.extensions import db
 from shop.faults import crash_point
 from shop.orders.models import Order
@@ -38,14 +39,14 @@ def order_subject(order: Order) -> str:
 def payment_url(order: Order) -> str:
     """Where to send the buyer to pay this pending order (signed by the merchant key)."""
     return provider.get_provider().pay_url(
-            order_no=order.order_no,
-            total_fen=order.total_fen,
-            subject=order_subject(order),
-            channel="wap" if order.channel == "wap" else "pc",
-            return_url=_absolute(url_for("payments.payment_return", token=order.token)),
-            notify_url=_absolute(NOTIFY_PATH),
-            expires_at=order.expires_at,
-        )
+        order_no=order.order_no,
+        total_fen=order.total_fen,
+        subject=order_subject(order),
+        channel="wap" if order.channel == "wap" else "pc",
+        return_url=_absolute(url_for("payments.payment_return", token=order.token)),
+        notify_url=_absolute(NOTIFY_PATH),
+        expires_at=order.expires_at,
+    )
 
 
 def _record(params: dict, verdict: str, reason: str) -> None:
@@ -70,9 +71,18 @@ def apply_trade_status(
 ) -> PaymentOutcome:
     """Apply what Alipay says of a trade (a verified notification or query answer) to
     its order; commit. Only ``TRADE_SUCCESS`` and ``TRADE_FINISHED`` are money received:
-    orders are told ``paid`` and never see Alipay's words."""
-    outcome = apply_payment(
-        out_trade_no, trade_no, total_fen, paid=trade_status in provider.PAID_STATUSES
+    orders are told ``paid`` and never see Alipay's words. A transaction lost to a
+    deadlock or lock timeout is run again (at most 3 attempts); a lost connection is
+    raised (``sqlalchemy.exc.DBAPIError``) for the caller to retry, which is a repeat
+    if the commit did go through."""
+    # A deadlock or lock timeout rolled the whole attempt back; applying a trade is
+    # idempotent by its trade_no, so running it again is safe (shop/db_retry.py).
+    outcome = run_with_retry(
+        db.session,
+        lambda: apply_payment(
+            out_trade_no, trade_no, total_fen, paid=trade_status in provider.PAID_STATUSES
+        ),
+        f"apply trade {trade_no} to {out_trade_no}",
     )
     if outcome.verdict == "ignored":
         outcome.reason = f"trade status {trade_status}"
