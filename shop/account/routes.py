@@ -1,11 +1,12 @@
 """The buyer's own pages: my orders and my impact (any signed-in person)."""
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from shop.account import services
 from shop.errors import UserError
+from shop.extensions import limiter
 
 bp = Blueprint("account", __name__)
 
@@ -29,6 +30,17 @@ def reorder(order_no: str):
     if unavailable:
         flash(_("这些商品没能加入购物车：%(names)s", names="、".join(unavailable)), "error")
     return redirect(url_for("cart.show"))
+
+
+@bp.route("/account/orders/claim", methods=["POST"])
+@login_required
+@limiter.limit("30 per hour")
+def claim():
+    if services.claim_order(current_user.id, request.form.get("order", "")):
+        flash(_("这个订单已加入您的账户。"), "success")
+    else:
+        flash(_("没有找到可以加入的订单：请粘贴下单后收到的订单链接。"), "error")
+    return redirect(url_for("account.orders"))
 
 
 @bp.route("/account/impact")

@@ -14,7 +14,7 @@ public ledger shows, so anyone can check it against the export.
 from dataclasses import dataclass
 
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from ledger import HOUSEHOLD_PREFIX, Account, Entry, Transaction
 from shop.cart import services as cart_services
@@ -103,6 +103,38 @@ def my_impact(user_id: int) -> Impact:
         paid_orders=len(paid),
         units=sum(line.quantity - line.restocked for order in paid for line in order.lines),
         to_households_fen=sum(amounts.values()),
+    )
+
+
+def claim_order(user_id: int, token_or_link: str) -> bool:
+    """Add an order placed without an account (as a guest) to the buyer's account; commit.
+
+    Holding the order's secret token is the proof: the link the buyer was given at
+    checkout (``/orders/<token>``), pasted whole or as the token. True when the order
+    is (now or already) the buyer's. An unknown token and another account's order give
+    the same False, so nothing is learnt by trying. The claim is one conditional UPDATE
+    (``user_id IS NULL``), so two accounts racing for one order cannot both get it.
+    """
+    token = (token_or_link or "").strip().rstrip("/").rpartition("/orders/")[2] or ""
+    token = token.split("?")[0].split("/")[0]
+    if not token or len(token) > 64:
+        return False
+    claimed = db.session.execute(
+        update(Order)
+        .where(Order.token == token, Order.user_id.is_(None))
+        .values(user_id=user_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if claimed == 1:
+        return True
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Order)
+            .where(Order.token == token, Order.user_id == user_id)
+        )
+        == 1
     )
 
 

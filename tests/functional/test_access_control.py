@@ -38,7 +38,7 @@ ACCESS = {
     "auth.login": "public", "auth.login_code": "public", "auth.register": "public",
     "auth.logout": "login", "auth.change_password": "login",
     "auth.two_factor_setup": "login", "account.orders": "login",
-    "account.impact": "login", "account.reorder": "login",
+    "account.impact": "login", "account.reorder": "login", "account.claim": "login",
     # the village team's console
     "console.dashboard": "staff", "console.products": "staff",
     "console.new_product": "staff", "console.edit_product": "staff",

@@ -130,3 +130,30 @@ def test_account_pages_need_a_login(client, app):
     for url in ("/account/orders", "/account/impact"):
         response = client.get(url)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_a_guest_order_is_claimed_by_its_link_and_a_wrong_one_claims_nothing(app):
+    wine = shop_with_two_households()
+    me, client = signed_in(app, "buyer-claims")
+    other, other_client = signed_in(app, "buyer-rival")
+    guest = make_order([(wine, 1)])  # placed before the account existed
+    pay(guest, "T20261204000021")
+    someone_elses = make_order([(wine, 1)], buyer(phone="13912340009"), user_id=other.id)
+    for wrong in ("", "not-a-token", someone_elses.token, f"/orders/{someone_elses.token}"):
+        client.post("/account/orders/claim", data={"order": wrong})
+    assert guest.order_no not in client.get("/account/orders").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(someone_elses), someone_elses.id).user_id == other.id
+    # The order page offers it; pasting the whole link works too.
+    assert "加入我的订单" in client.get(f"/orders/{guest.token}").get_data(as_text=True)
+    response = client.post(
+        "/account/orders/claim", data={"order": f"https://shop.example.org/orders/{guest.token}"}
+    )
+    assert response.status_code == 302
+    page = client.get("/account/orders").get_data(as_text=True)
+    assert guest.order_no in page and "已加入您的账户" in page
+    assert "SJ-001" in client.get("/account/impact").get_data(as_text=True)
+    # Now it is mine: the rival cannot take it.
+    other_client.post("/account/orders/claim", data={"order": guest.token})
+    db.session.expire_all()
+    assert db.session.get(type(guest), guest.id).user_id == me.id
