@@ -47,6 +47,7 @@ from shop.db import MAX_ROW_ID, render_migration_type
 from shop.errors import error_response
 from shop.extensions import babel, csrf, db, limiter, login_manager, migrate
 from shop.health import bp as health_bp
+from shop.invoices.routes import bp as invoices_bp
 from shop.jobs.schedule import register as register_jobs
 from shop.mail import events as mail_events
 from shop.media.routes import bp as media_bp
@@ -228,6 +229,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp, url_prefix="/admin/audit")
     app.register_blueprint(changes_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(invoices_bp)
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay is a plugin, imported by its configured module name and only
         # here, so no shop code can come to depend on it and production (sandbox off)

@@ -29,6 +29,7 @@ from shop.boards.models import (
 from shop.cart.models import CartItem
 from shop.catalog.models import Category, Product, ProductPhoto
 from shop.households.models import Enterprise, Household, Village
+from shop.invoices.models import InvoiceRequest
 from shop.jobs.models import JobRun, JobState
 from shop.mail.models import OutboxMessage
 from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale, SalesSession
@@ -56,6 +57,7 @@ __all__ = [
     "Household",
     "HouseholdIncome",
     "ImportBatch",
+    "InvoiceRequest",
     "JobRun",
     "JobState",
     "LedgerHead",

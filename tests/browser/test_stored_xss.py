@@ -135,6 +135,8 @@ SHOWN = {
 NOT_VISITED = {
     "static": "the shop's own CSS and scripts: nothing anyone stores",
     "catalog.set_language": "a redirect that switches the language; it shows nothing",
+    "invoices.download": "the PDF the village team uploaded from the tax system, as a file",
+    "invoices.staff_pdf": "the same PDF, for staff",
 }
 
 

@@ -31,7 +31,7 @@ ACCESS = {
     "api.ledger_export_jsonl": "public", "api.openapi": "public",
     "api.create_order": "public",
     # a buyer's order by its secret token
-    "orders.show": "token", "payments.payment_return": "token",
+    "orders.show": "token", "invoices.request_invoice": "token", "invoices.download": "token", "payments.payment_return": "token",
     "payments.pay_again": "token", "api.get_order": "token", "boards.trace": "token",
     "boards.trace_qr": "token",
     # accounts
@@ -52,6 +52,7 @@ ACCESS = {
     "offline.confirm_batch": "staff", "offline.income_page": "staff",
     "offline.upload_income": "staff", "offline.income_roster": "staff",
     "offline.income_template": "staff", "offline.reports": "staff",
+    "invoices.queue": "staff", "invoices.issue": "staff", "invoices.staff_pdf": "staff",
     "approvals.index": "staff", "approvals.detail": "staff",
     # money and the register: admins only
     "console.refund_order": "admin", "offline.reverse_sale": "admin",
