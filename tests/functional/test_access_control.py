@@ -31,7 +31,8 @@ ACCESS = {
     "api.ledger_export_jsonl": "public", "api.openapi": "public",
     "api.create_order": "public",
     # a buyer's order by its secret token
-    "orders.show": "token", "invoices.request_invoice": "token", "invoices.download": "token", "payments.payment_return": "token",
+    "orders.show": "token", "invoices.request_invoice": "token", "invoices.download": "token",
+    "payments.payment_return": "token",
     "payments.pay_again": "token", "api.get_order": "token", "boards.trace": "token",
     "boards.trace_qr": "token",
     # accounts
