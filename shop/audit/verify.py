@@ -27,8 +27,20 @@ class AuditVerifyResult:
         return not self.problems
 
 
+def _one_snapshot(session) -> None:
+    """Read the log, its head and the postings as of one moment. On PostgreSQL each
+    statement of a READ COMMITTED transaction sees what committed before it, so a refund
+    or payout committed with its record between reading the log and reading the
+    postings would look like a posting nobody made (a check run on a live shop). Only a
+    transaction not yet begun can choose its isolation level."""
+    current = session.registry() if hasattr(session, "registry") else session  # scoped or not
+    if current.get_bind().dialect.name == "postgresql" and not current.in_transaction():
+        current.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def verify_audit(session) -> AuditVerifyResult:
     result = AuditVerifyResult()
+    _one_snapshot(session)
     named: set[str] = set()
     expected_seq, prev = 1, GENESIS
     rows = session.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars()
