@@ -129,6 +129,8 @@ class Config:
         # Pages kept per worker for anonymous readers (shop/page_cache.py); 0: off.
         self.PAGE_CACHE_ENTRIES = _env_int("PAGE_CACHE_ENTRIES", 256)
         self.LOGIN_RATE_LIMIT = env.get("LOGIN_RATE_LIMIT") or "10 per minute"
+        # Reads of /api/v1 and the open-data downloads, per client address, shared.
+        self.API_READ_RATE_LIMIT = env.get("API_READ_RATE_LIMIT") or "300 per minute"
         # Off only for load tests and benchmarks that drive the shop from one address.
         self.RATELIMIT_ENABLED = env.get("RATELIMIT_ENABLED", "1") != "0"
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"

@@ -1,591 +1,291 @@
-"""The OpenAPI 3.1 description of ``/api/v1`` — the contract buyers' apps rely on."""
+"""The OpenAPI 3.0 description of ``/api/v1`` — the contract buyers' apps rely on.
 
+Invariant: every status an operation can answer is listed under it, with its body's
+schema and the error codes it may carry, and every parameter states the bounds the
+route enforces; the links say which answer feeds which call (place an order, then read
+it by its token). Schemathesis fuzzes the API from this document and fails on any
+answer the document does not describe (``tests/functional/test_api_fuzz.py``).
+"""
+
+from shop.api.schemas import ERROR_CODES, SCHEMAS, error_schema
 from shop.db import MAX_ROW_ID
-from shop.orders.services import (
-    MAX_ADDRESS,
-    MAX_LINES_PER_ORDER,
-    MAX_NAME,
-    MAX_NICKNAME,
-    MAX_ORGANIZATION,
-    MAX_QUANTITY_PER_LINE,
-    MIN_ADDRESS,
-)
+from shop.households.services import CODE_MAX
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        }
+CHANGES_PAGE_MAX = 200
+_SECONDS = {"type": "integer", "minimum": 0}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {
+        "description": "requests allowed in the window",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "requests left in the window",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Reset": {
+        "description": "when the window resets (Unix time, seconds)",
+        "schema": {"type": "integer"},
     },
 }
-FEN = {"type": "integer", "description": "amount in fen (1/100 yuan)"}
 
-# What shop.orders.services enforces, said so a client (or a fuzzer's conformance check)
-# can know it before sending. Text: no C0 control character but tab and line breaks,
-# no DEL (check_text); lone surrogates, also refused, JSON Schema cannot express.
-_NO_CONTROLS = "[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*"
-# Spaces and dashes anywhere, +86 or 0086 before, then 1[3-9] and nine more ASCII digits.
-_GAP = "[\\s-]*"
-PHONE_PATTERN = (
-    f"^{_GAP}(?:\\+{_GAP}8{_GAP}6{_GAP}|0{_GAP}0{_GAP}8{_GAP}6{_GAP})?"
-    f"1{_GAP}[3-9](?:{_GAP}[0-9]){{9}}{_GAP}$"
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict, **extra) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+def _error(description: str, codes: list[str] | None = None, headers: dict | None = None) -> dict:
+    answer = _json(description, error_schema(codes) if codes else _ref("Error"))
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _retry_after(required: bool) -> dict:
+    return {
+        "Retry-After": {
+            "description": "seconds to wait before trying again",
+            "required": required,
+            "schema": _SECONDS,
+        }
+    }
+
+
+_UNAVAILABLE = _error(
+    "the database is unavailable or the transaction had to give way; nothing was "
+    "written, the same request may be retried after Retry-After",
+    ["database_unavailable"],
+    _retry_after(True),
 )
 
 
-def _text(max_length: int, min_length: int = 0, description: str = "") -> dict:
-    """A text field: at most ``max_length`` characters; with ``min_length``, required
-    not blank (the app trims surrounding spaces before measuring)."""
-    schema = {"type": "string", "maxLength": max_length}
-    if min_length:
-        schema["minLength"] = min_length
-        schema["pattern"] = f"^(?=[\\s\\S]*\\S){_NO_CONTROLS}$"
-    else:
-        schema["pattern"] = f"^{_NO_CONTROLS}$"
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _error_response(description: str) -> dict:
+def _read(operation_id: str, summary: str, ok: dict, parameters=(), **responses) -> dict:
+    """A read: rate limited per client address (``API_READ_RATE_LIMIT``)."""
+    ok = {**ok, "headers": {**ok.get("headers", {}), **_RATE_HEADERS}}
     return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            **({"parameters": list(parameters)} if parameters else {}),
+            "responses": {
+                "200": ok,
+                **responses,
+                "429": _error(
+                    "too many reads from this client address (API_READ_RATE_LIMIT, 300 a "
+                    "minute unless configured)",
+                    ERROR_CODES[429],
+                    {**_retry_after(True), **_RATE_HEADERS},
+                ),
+                "503": _UNAVAILABLE,
+            },
+        }
     }
+
+
+def _query(name: str, schema: dict, description: str = "") -> dict:
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+_TOKEN = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
 
 def openapi_document() -> dict:
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "Lianxin Market API",
             "version": "1.0.0",
-            "description": "Products, orders and public transparency data. Money is integer fen.",
+            "description": "Products, orders and public transparency data. Money is "
+            'integer fen. Every error is {"error": {"code", "message", "field"?}}; '
+            "no input is answered 500. Reads are limited per client address.",
         },
         "servers": [{"url": "/api/v1"}],
         "paths": {
-            "/products": {
-                "get": {
-                    "summary": "Published products",
-                    "responses": {
-                        "200": {
-                            "description": "products on sale",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["products"],
-                                        "properties": {
-                                            "products": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Product"},
-                                            }
-                                        },
-                                    }
-                                }
+            "/products": _read(
+                "listProducts",
+                "Published products",
+                _json(
+                    "products on sale",
+                    _ref("ProductList"),
+                    links={
+                        "OrderFirstProduct": {
+                            "operationId": "createOrder",
+                            "description": "buy one unit of the first product listed",
+                            "requestBody": {
+                                "items": [
+                                    {"product_id": "$response.body#/products/0/id", "quantity": 1}
+                                ]
                             },
                         }
                     },
-                }
-            },
+                ),
+            ),
             "/orders": {
                 "post": {
+                    "operationId": "createOrder",
                     "summary": "Place an order and get the Alipay payment URL",
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/OrderRequest"}
-                            }
-                        },
+                        "content": {"application/json": {"schema": _ref("OrderRequest")}},
                     },
                     "responses": {
-                        "201": {
-                            "description": "order placed, stock reserved until expires_at",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/OrderCreated"}
+                        "201": _json(
+                            "order placed, stock reserved until expires_at",
+                            _ref("OrderCreated"),
+                            links={
+                                "GetOrderByToken": {
+                                    "operationId": "getOrder",
+                                    "description": "the order just placed",
+                                    "parameters": {"token": "$response.body#/token"},
                                 }
                             },
-                        },
-                        "409": _error_response("out_of_stock"),
-                        "422": _error_response("invalid input"),
-                        "429": _error_response("too many requests"),
-                    },
-                }
-            },
-            "/orders/{token}": {
-                "get": {
-                    "summary": "An order by its private token",
-                    "parameters": [
-                        {
-                            "name": "token",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "maxLength": 64},
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the order",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Order"}
-                                }
-                            },
-                        },
-                        "404": _error_response("no such order"),
-                    },
-                }
-            },
-            "/board": {
-                "get": {
-                    "summary": "The love board: all-time totals, the period's totals "
-                    "(period_totals: orders, units, amount_fen, beneficiary_fen, buyers), top "
-                    "buyers and organisations of the period, recent purchases (buyers only as "
-                    "they chose to appear). Answers 304 to a matching If-None-Match.",
-                    "parameters": [
-                        {
-                            "name": "period",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "string",
-                                "enum": ["today", "month", "all"],
-                                "default": "all",
-                            },
-                            "description": "period of the rankings (Asia/Shanghai days)",
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 100,
-                                "default": 10,
-                            },
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the board",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": [
-                                            "totals",
-                                            "top_buyers",
-                                            "top_organizations",
-                                            "recent",
-                                        ],
-                                        "properties": {
-                                            "totals": {
-                                                "type": "object",
-                                                "required": [
-                                                    "orders",
-                                                    "units",
-                                                    "amount_fen",
-                                                    "beneficiary_fen",
-                                                    "households_reached",
-                                                    "buyers",
-                                                ],
-                                                "properties": {
-                                                    name: {"type": "integer"}
-                                                    for name in (
-                                                        "orders",
-                                                        "units",
-                                                        "amount_fen",
-                                                        "beneficiary_fen",
-                                                        "households_reached",
-                                                        "buyers",
-                                                    )
-                                                },
-                                            },
-                                            "top_buyers": {
-                                                "type": "array",
-                                                "items": {"type": "object"},
-                                            },
-                                            "top_organizations": {
-                                                "type": "array",
-                                                "items": {"type": "object"},
-                                            },
-                                            "recent": {
-                                                "type": "array",
-                                                "items": {"type": "object"},
-                                            },
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "304": {"description": "unchanged since the ETag given"},
-                        "422": _error_response("bad period or limit"),
-                    },
-                }
-            },
-            "/households": {
-                "get": {
-                    "summary": "Every household (masked) with its income by channel, in fen",
-                    "responses": {
-                        "200": {
-                            "description": "the results board",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["households"],
-                                        "properties": {
-                                            "households": {
-                                                "type": "array",
-                                                "items": {
-                                                    "type": "object",
-                                                    "required": [
-                                                        "code",
-                                                        "name_masked",
-                                                        "village",
-                                                        "members",
-                                                        "income_fen",
-                                                    ],
-                                                    "properties": {
-                                                        "code": {"type": "string"},
-                                                        "name_masked": {"type": "string"},
-                                                        "village": {"type": "string"},
-                                                        "members": {"type": "integer"},
-                                                        "income_fen": {
-                                                            "type": "object",
-                                                            "properties": {
-                                                                c: {"type": "integer"}
-                                                                for c in (
-                                                                    "sales",
-                                                                    "land",
-                                                                    "wages",
-                                                                    "dividends",
-                                                                    "coop",
-                                                                    "total",
-                                                                )
-                                                            },
-                                                        },
-                                                    },
-                                                },
-                                            }
-                                        },
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/changes": {
-                "get": {
-                    "summary": "Approved changes to households, benefit rules and the register "
-                    "(four eyes), newest first; cards, names and ID numbers masked",
-                    "parameters": [
-                        {
-                            "name": "household",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 16},
-                        },
-                        {
-                            "name": "before",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "one page of the public change log",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["changes"],
-                                        "properties": {
-                                            "changes": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Change"},
-                                            },
-                                            "next": {"type": "string"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": _error_response("before or limit is not a number in range"),
-                    },
-                }
-            },
-            "/ledger/head": {
-                "get": {
-                    "summary": "The hash chain's head: number of transactions and last hash",
-                    "responses": {
-                        "200": {
-                            "description": "the head",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["count", "hash"],
-                                        "properties": {
-                                            "count": {"type": "integer"},
-                                            "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                                        },
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/ledger/export.jsonl": {
-                "get": {
-                    "summary": "Every ledger transaction, one JSON object a line, in posting "
-                    "order; verify with `python -m ledger.verify`",
-                    "responses": {
-                        "200": {
-                            "description": "JSON lines",
-                            "content": {
-                                "application/x-ndjson": {
-                                    "schema": {"$ref": "#/components/schemas/LedgerTransaction"}
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Error": ERROR,
-                "Change": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "approved_at",
-                        "kind",
-                        "title",
-                        "household_code",
-                        "proposed_by",
-                        "approved_by",
-                        "before",
-                        "after",
-                    ],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "approved_at": {"type": "string", "format": "date-time"},
-                        "proposed_at": {"type": "string", "format": "date-time"},
-                        "kind": {
-                            "type": "string",
-                            "description": "household.update, "
-                            "household.create, household.import, rule.new, …",
-                        },
-                        "kind_label": {"type": "string"},
-                        "title": {"type": "string"},
-                        "household_code": {"type": ["string", "null"]},
-                        "proposed_by": {"type": "string", "description": "display name"},
-                        "approved_by": {"type": "string", "description": "display name"},
-                        "before": {"type": "object", "description": "masked values"},
-                        "after": {"type": "object", "description": "masked values"},
-                    },
-                },
-                "Product": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "slug",
-                        "name",
-                        "price_fen",
-                        "stock",
-                        "unit",
-                        "beneficiary_fen_per_unit",
-                        "image_url",
-                        "url",
-                    ],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "slug": {"type": "string"},
-                        "name": {"type": "string"},
-                        "price_fen": FEN,
-                        "stock": {"type": "integer", "minimum": 0},
-                        "unit": {"type": "string"},
-                        "beneficiary_fen_per_unit": FEN,
-                        "image_url": {"type": ["string", "null"]},
-                        "url": {"type": "string"},
-                    },
-                },
-                "OrderRequest": {
-                    "type": "object",
-                    "required": ["items", "buyer", "shipping"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_LINES_PER_ORDER,
-                            "items": {
-                                "type": "object",
-                                "required": ["product_id", "quantity"],
-                                "properties": {
-                                    "product_id": {
-                                        "type": "integer",
-                                        "minimum": 1,
-                                        "maximum": MAX_ROW_ID,
-                                    },
-                                    "quantity": {
-                                        "type": "integer",
-                                        "minimum": 1,
-                                        "maximum": MAX_QUANTITY_PER_LINE,
-                                        "description": 'a JSON integer; a string ("2") is '
-                                        "refused; the same product's lines add up to at "
-                                        f"most {MAX_QUANTITY_PER_LINE}",
-                                    },
-                                },
-                            },
-                        },
-                        "buyer": {
-                            "type": "object",
-                            "required": ["name", "phone"],
-                            "properties": {
-                                "name": _text(MAX_NAME, 1, "recipient"),
-                                "phone": {
-                                    "type": "string",
-                                    "pattern": PHONE_PATTERN,
-                                    "description": "mainland mobile, 11 ASCII digits; "
-                                    "spaces, dashes and +86 allowed",
-                                },
-                                "board_name": _text(MAX_NICKNAME, 0, "nickname on the love board"),
-                                "organization": _text(MAX_ORGANIZATION),
-                                "anonymous": {
-                                    "type": "boolean",
-                                    "description": "appear as 爱心人士",
-                                },
-                            },
-                        },
-                        "shipping": {
-                            "type": "object",
-                            "required": ["address"],
-                            "properties": {
-                                "address": _text(
-                                    MAX_ADDRESS,
-                                    MIN_ADDRESS,
-                                    f"{MIN_ADDRESS}–{MAX_ADDRESS} characters after trimming; "
-                                    "line breaks allowed",
-                                )
-                            },
-                        },
-                        "channel": {"type": "string", "enum": ["pc", "wap"], "default": "pc"},
-                    },
-                },
-                "OrderCreated": {
-                    "type": "object",
-                    "required": [
-                        "order_no",
-                        "token",
-                        "status",
-                        "total_fen",
-                        "pay_url",
-                        "expires_at",
-                    ],
-                    "properties": {
-                        "order_no": {"type": "string"},
-                        "token": {"type": "string"},
-                        "status": {"type": "string", "enum": ["pending_payment"]},
-                        "total_fen": FEN,
-                        "pay_url": {"type": "string"},
-                        "expires_at": {"type": "string", "format": "date-time"},
-                    },
-                },
-                "LedgerTransaction": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "key",
-                        "kind",
-                        "created_at",
-                        "memo",
-                        "reverses",
-                        "entries",
-                        "prev_hash",
-                        "hash",
-                    ],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "key": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "created_at": {"type": "string"},
-                        "memo": {"type": "string"},
-                        "reverses": {"type": ["integer", "null"]},
-                        "entries": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {"account": {"type": "string"}, "amount_fen": FEN},
-                            },
-                        },
-                        "prev_hash": {"type": "string"},
-                        "hash": {"type": "string"},
-                    },
-                },
-                "Order": {
-                    "type": "object",
-                    "required": [
-                        "order_no",
-                        "status",
-                        "total_fen",
-                        "items",
-                        "allocations",
-                        "ledger",
-                    ],
-                    "properties": {
-                        "order_no": {"type": "string"},
-                        "status": {
-                            "type": "string",
-                            "enum": [
-                                "pending_payment",
-                                "paid",
-                                "shipped",
-                                "completed",
-                                "cancelled",
-                                "refunded",
+                        ),
+                        "409": _error(
+                            "not enough stock (out_of_stock; details name the product)",
+                            ["out_of_stock"],
+                        ),
+                        "413": _error("the body is over 1 MiB", ERROR_CODES[413]),
+                        "422": _error(
+                            "the body is not an order (invalid, invalid_json, invalid_text: "
+                            "field names the input), a product is not on sale "
+                            "(unknown_product), or one product's lines add up to more than "
+                            "the most one order may buy (quantity_limit)",
+                            [
+                                "invalid",
+                                "invalid_json",
+                                "invalid_text",
+                                "unknown_product",
+                                "quantity_limit",
                             ],
-                        },
-                        "total_fen": FEN,
-                        "refunded_fen": FEN,
-                        "board_name": {"type": "string"},
-                        "items": {"type": "array", "items": {"type": "object"}},
-                        "allocations": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "household": {"type": "string", "description": "masked"},
-                                    "code": {"type": "string"},
-                                    "amount_fen": FEN,
-                                },
-                            },
-                        },
-                        "ledger": {
-                            "type": ["object", "null"],
-                            "properties": {
-                                "transaction_id": {"type": "integer"},
-                                "hash": {"type": "string"},
-                            },
-                        },
+                        ),
+                        "429": _error(
+                            "too many orders from this client address (30 a minute), or the "
+                            "phone, account or client address already holds as many unpaid "
+                            "orders or units as it may (too_many_unpaid_orders)",
+                            ["too_many_requests", "too_many_unpaid_orders"],
+                            {**_retry_after(False), **_RATE_HEADERS},
+                        ),
+                        "503": _UNAVAILABLE,
                     },
+                }
+            },
+            "/orders/{token}": _read(
+                "getOrder",
+                "An order by its private token (public view: no phone, address or name)",
+                _json("the order", _ref("Order")),
+                [{"name": "token", "in": "path", "required": True, "schema": _TOKEN}],
+                **{"404": _error("no such order", ERROR_CODES[404])},
+            ),
+            "/board": _read(
+                "getBoard",
+                "The love board: all-time totals, the period's totals, top buyers and "
+                "organisations of the period, recent purchases (buyers only as they chose "
+                "to appear). Answers 304 to a matching If-None-Match.",
+                _json(
+                    "the board",
+                    _ref("Board"),
+                    headers={
+                        "ETag": {
+                            "description": "names the board's state",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    },
+                ),
+                [
+                    _query(
+                        "period",
+                        {"type": "string", "enum": ["today", "month", "all"], "default": "all"},
+                        "period of the rankings (Asia/Shanghai days)",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                        "rows in each ranking",
+                    ),
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                **{
+                    "304": {"description": "unchanged since the ETag given"},
+                    "422": _error("bad period or limit", ["invalid_period", "invalid_limit"]),
                 },
-            }
+            ),
+            "/households": _read(
+                "listHouseholds",
+                "Every household (masked) with its income by channel, in fen",
+                _json(
+                    "the results board",
+                    _ref("HouseholdList"),
+                    links={
+                        "ChangesOfFirstHousehold": {
+                            "operationId": "listChanges",
+                            "parameters": {"household": "$response.body#/households/0/code"},
+                        }
+                    },
+                ),
+            ),
+            "/changes": _read(
+                "listChanges",
+                "Approved changes to households, benefit rules and the register (four "
+                "eyes), newest first; cards, names and ID numbers masked",
+                _json("one page of the public change log", _ref("ChangePage")),
+                [
+                    _query(
+                        "household",
+                        {"type": "string", "pattern": f"^[A-Za-z0-9-]{{0,{CODE_MAX}}}$"},
+                        "a household code (any case); empty: every household",
+                    ),
+                    _query(
+                        "before",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                        "changes with a smaller id (the next page)",
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": CHANGES_PAGE_MAX,
+                            "default": 50,
+                        },
+                    ),
+                ],
+                **{"400": _error("household, before or limit out of bounds", ERROR_CODES[400])},
+            ),
+            "/ledger/head": _read(
+                "getLedgerHead",
+                "The hash chain's head: number of transactions and last hash",
+                _json("the head", _ref("LedgerHead")),
+            ),
+            "/ledger/export.jsonl": _read(
+                "exportLedger",
+                "Every ledger transaction, one JSON object a line, in posting order; "
+                "verify with `python -m ledger.verify`",
+                {
+                    "description": "JSON lines, each a LedgerTransaction",
+                    "content": {"application/x-ndjson": {"schema": _ref("LedgerTransaction")}},
+                },
+            ),
+            "/openapi.json": _read(
+                "getOpenApi",
+                "This document",
+                _json("the OpenAPI document", {"type": "object", "required": ["openapi"]}),
+            ),
         },
+        "components": {"schemas": SCHEMAS},
     }

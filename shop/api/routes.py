@@ -15,9 +15,19 @@ from shop.payments.services import payment_url
 bp = Blueprint("api", __name__)
 # JSON clients authenticate nothing with cookies, so CSRF tokens do not apply here.
 csrf.exempt(bp)
+# Every read shares one count per client address: generous for people and tools, a
+# wall for a crawler that would re-download the ledger in a loop. Storage is Redis
+# when REDIS_URL is set, so the count holds across workers and hosts.
+read_limit = limiter.shared_limit(
+    lambda: current_app.config["API_READ_RATE_LIMIT"], scope="api-read"
+)
+# A real order is a few KB; a body over 1 MiB is refused (413) before it is read,
+# rather than parsed from the 11 MB the photo uploads need.
+MAX_ORDER_BODY_BYTES = 1024 * 1024
 
 
 @bp.route("/products")
+@read_limit
 def products():
     return jsonify({"products": [services.product_json(p, url_for) for p in published_products()]})
 
@@ -25,6 +35,7 @@ def products():
 @bp.route("/orders", methods=["POST"])
 @limiter.limit("30 per minute")
 def create_order():
+    request.max_content_length = MAX_ORDER_BODY_BYTES
     try:
         # Not request.get_json(): a body nested too deep raises RecursionError there.
         body = services.decode_json(request.get_data(cache=False)) if request.is_json else None
@@ -51,14 +62,18 @@ def create_order():
 
 
 @bp.route("/orders/<token>")
+@read_limit
 def get_order(token: str):
-    order = order_by_token(token)
+    # Tokens are URL-safe base64: anything else is no order, and never reaches the
+    # database (PostgreSQL refuses a NUL in a query parameter).
+    order = order_by_token(token) if services.TOKEN.fullmatch(token) else None
     if order is None:
         return error_response(404, "not_found", "order not found")
     return jsonify(services.order_json(order))
 
 
 @bp.route("/board")
+@read_limit
 def board():
     """The love board. Polled by the board page: the ETag names the last ledger posting
     on the boards and the day, so an unchanged board answers 304 from two tiny reads."""
@@ -80,33 +95,38 @@ def board():
 
 
 @bp.route("/households")
+@read_limit
 def households():
     # No ETag: a household edited in the admin changes this without a ledger posting.
     return jsonify(boards.households_json())
 
 
 @bp.route("/changes")
+@read_limit
 def changes():
     """Approved changes to households, rules and the register, newest first, masked."""
-    before = request.args.get("before", "")
-    limit = request.args.get("limit", str(change_log.PAGE_SIZE))
-    if (before and not before.isdigit()) or not limit.isdigit() or not 1 <= int(limit) <= 200:
-        return error_response(400, "bad_request", "before must be an id; limit 1–200")
-    household = request.args.get("household", "").strip()[:16] or None
-    rows = change_log.approved_changes(household, int(before) if before else None, int(limit))
+    query = services.parse_changes_query(request.args, default_limit=change_log.PAGE_SIZE)
+    if query is None:
+        return error_response(
+            400, "bad_request", "household must be a code; before an id; limit 1–200"
+        )
+    household, before, limit = query
+    rows = change_log.approved_changes(household, before, limit)
     body = {"changes": [change_log.change_json(row) for row in rows]}
-    if len(rows) == int(limit):
+    if len(rows) == limit:
         body["next"] = url_for("api.changes", household=household, before=rows[-1].id, limit=limit)
     return jsonify(body)
 
 
 @bp.route("/ledger/head")
+@read_limit
 def ledger_head():
     count, head_hash = head(db.session)
     return jsonify({"count": count, "hash": head_hash})
 
 
 @bp.route("/ledger/export.jsonl")
+@read_limit
 def ledger_export_jsonl():
     # Streamed in batches: the chain can be long, memory stays flat.
     lines = stream_with_context(iter_export_lines(db.session))
@@ -117,5 +137,6 @@ def ledger_export_jsonl():
 
 
 @bp.route("/openapi.json")
+@read_limit
 def openapi():
     return jsonify(openapi_document())

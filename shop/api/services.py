@@ -1,21 +1,48 @@
 """Shapes the JSON API's answers and reads its requests (the contract is in design.md)."""
 
 import json
+import re
 
 from flask_babel import gettext as _
 
 from shop.catalog.models import Product
 from shop.db import MAX_ROW_ID
+from shop.households.services import CODE_MAX
 from shop.orders.ledger_view import order_ledger_view
 from shop.orders.models import Order
 from shop.orders.services import (
     MAX_LINES_PER_ORDER,
+    MAX_NICKNAME,
+    MAX_QUANTITY_PER_LINE,
     BuyerDetails,
     OrderError,
     RequestedLine,
     parse_product_id,
     parse_quantity,
 )
+
+# An order's token as issued (secrets.token_urlsafe); the OpenAPI path parameter's pattern.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HOUSEHOLD_CODE = re.compile(rf"[A-Za-z0-9-]{{0,{CODE_MAX}}}")
+_ROW_ID = re.compile(r"[0-9]{1,10}")
+MAX_CHANGES_PAGE = 200
+
+
+def parse_changes_query(args, default_limit: int) -> tuple[str | None, int | None, int] | None:
+    """``GET /changes``'s (household code, before id, limit), or None when one is out
+    of bounds: a code of letters, digits and ``-`` (matched upper-cased, as codes are
+    stored), an id 1..MAX_ROW_ID, a limit 1..200 — ASCII digits only, so ``²`` or an
+    id past what a column holds is a 400, never a database error."""
+    household = args.get("household", "")
+    before = args.get("before", "")
+    limit = args.get("limit", str(default_limit))
+    if not _HOUSEHOLD_CODE.fullmatch(household):
+        return None
+    if before and not (_ROW_ID.fullmatch(before) and 1 <= int(before) <= MAX_ROW_ID):
+        return None
+    if not (_ROW_ID.fullmatch(limit) and 1 <= int(limit) <= MAX_CHANGES_PAGE):
+        return None
+    return household.upper() or None, int(before) if before else None, int(limit)
 
 
 def product_json(product: Product, url_for) -> dict:
@@ -63,7 +90,10 @@ def parse_order_request(body) -> tuple[list[RequestedLine], BuyerDetails, str]:
 
     Stricter than the forms, as JSON allows: ``product_id`` and ``quantity`` must be
     JSON integers (``"2"`` is refused), ``product_id`` within 1..MAX_ROW_ID, at most
-    MAX_LINES_PER_ORDER items. The OpenAPI document states the same bounds.
+    MAX_LINES_PER_ORDER items, one product's lines adding up to at most
+    MAX_QUANTITY_PER_LINE (code ``quantity_limit``), ``board_name`` at most
+    MAX_NICKNAME characters even when anonymous. The OpenAPI document
+    (:mod:`shop.api.schemas`) states the same bounds.
     """
     if not isinstance(body, dict):
         raise OrderError(_("请求体必须是 JSON 对象。"))
@@ -88,6 +118,15 @@ def parse_order_request(body) -> tuple[list[RequestedLine], BuyerDetails, str]:
             )
         quantity = parse_quantity(item.get("quantity"), allow_text=False)
         lines.append(RequestedLine(product_id, quantity))
+    per_product: dict[int, int] = {}
+    for line in lines:
+        per_product[line.product_id] = per_product.get(line.product_id, 0) + line.quantity
+        if per_product[line.product_id] > MAX_QUANTITY_PER_LINE:
+            raise OrderError(
+                _("单个商品最多购买 %(max)d 件。", max=MAX_QUANTITY_PER_LINE),
+                field="items",
+                code="quantity_limit",
+            )
     buyer = body.get("buyer")
     shipping = body.get("shipping")
     if not isinstance(buyer, dict):
@@ -98,6 +137,10 @@ def parse_order_request(body) -> tuple[list[RequestedLine], BuyerDetails, str]:
     if not isinstance(anonymous, bool):
         raise OrderError(_("buyer.anonymous 必须是 true 或 false。"), field="anonymous")
     board_name = _text(buyer, "board_name", "buyer").strip()
+    # Checked even when anonymous (the nickname is then not shown): one rule, as the
+    # OpenAPI schema states it, whatever the other fields say.
+    if len(board_name) > MAX_NICKNAME:
+        raise OrderError(_("请填写昵称（不超过20个字）。"), field="board_name")
     display = "anonymous" if anonymous else ("nickname" if board_name else "masked")
     channel = body.get("channel", "pc")
     if channel not in ("pc", "wap"):

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     redirect,
     render_template,
     request,
@@ -27,7 +28,7 @@ from shop.boards.qr import qr_svg, svg_response
 from shop.boards.trace import public_buyer, trace_of
 from shop.csv_input import csv_stream
 from shop.db import MAX_ROW_ID
-from shop.extensions import db
+from shop.extensions import db, limiter
 from shop.page_cache import cached_page
 from shop.urls import public_url
 
@@ -155,6 +156,13 @@ def open_data():
     return render_template("boards/open_data.html", count=count, head_hash=head_hash)
 
 
+# The downloads stream the whole history, so a loop of them is the cheapest way to
+# load the database: one shared count per client address, the API's read limit.
+open_data_limit = limiter.shared_limit(
+    lambda: current_app.config["API_READ_RATE_LIMIT"], scope="open-data"
+)
+
+
 def _csv_download(header: list[str], rows, filename: str) -> Response:
     """Stream a UTF-8 CSV (with BOM, so spreadsheet programs read the Chinese) through
     the shop's one CSV writer, :func:`shop.csv_input.csv_stream`: text cells a
@@ -168,6 +176,7 @@ def _csv_download(header: list[str], rows, filename: str) -> Response:
 
 
 @bp.route("/open-data/love-board.csv")
+@open_data_limit
 def purchases_csv():
     def rows():
         for p in open_data_rows.iter_purchases():
@@ -200,6 +209,7 @@ def purchases_csv():
 
 
 @bp.route("/open-data/households.csv")
+@open_data_limit
 def households_csv():
     def rows():
         for r in reads.household_rows():
@@ -224,6 +234,7 @@ def households_csv():
 
 
 @bp.route("/open-data/ledger.csv")
+@open_data_limit
 def ledger_csv():
     header = [
         "transaction_id",
@@ -244,6 +255,7 @@ VERIFIER_FILES = ("verify.py", "canonical.py")
 
 
 @bp.route("/open-data/<any(verify, canonical):name>.py")
+@open_data_limit
 def verifier_source(name: str):
     """The verifier's source (``verify.py`` imports ``canonical.py`` from its folder),
     exactly as the ledger package runs it."""
