@@ -27,7 +27,7 @@ ignored, so a client cannot spoof its address for rate limits, logs and audit re
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, abort, g, request
 from flask_login import current_user
 from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -120,6 +120,16 @@ def init_app(app: Flask) -> None:
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+
+    @app.before_request
+    def refuse_nul_characters():
+        # No token, code, slug or search the shop issues holds a NUL, and PostgreSQL's
+        # text type refuses one: any lookup with it would be a 500. A path with one names
+        # nothing (404); a query value with one is a bad request (400).
+        if "\x00" in request.path:
+            abort(404)
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            abort(400)
 
     @app.errorhandler(SecurityError)
     def untrusted_host(error):

@@ -378,3 +378,17 @@ def test_openapi_bounds_are_the_apps_bounds(client, app):
         1,
         MAX_QUANTITY_PER_LINE,
     )
+
+
+# 6: a NUL in the URL, which PostgreSQL's text refuses (found by the API fuzzer).
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/orders/a%00b", 404), ("/orders/a%00b/return", 404), ("/trace/a%00b", 404),
+     ("/households/a%00b", 404), ("/p/a%00b", 404), ("/qr/trace/a%00b.svg", 404),
+     ("/search?q=a%00b", 400), ("/results?q=%00", 400), ("/api/v1/board?period=%00", 400)],
+)  # fmt: skip
+def test_a_nul_in_the_url_is_refused_not_a_server_error(client, app, url, status):
+    response = client.get(url)
+    assert response.status_code == status, url
