@@ -42,6 +42,7 @@ from shop.catalog.routes import bp as catalog_bp
 from shop.checkout.routes import bp as checkout_bp
 from shop.cli import register_cli
 from shop.config import PROJECT_ROOT, Config, TestingConfig, UnsafeConfiguration
+from shop.console.buyer_routes import bp as buyers_bp
 from shop.console.routes import bp as console_bp
 from shop.db import MAX_ROW_ID, render_migration_type
 from shop.errors import error_response
@@ -230,6 +231,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(changes_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(invoices_bp)
+    app.register_blueprint(buyers_bp, url_prefix="/console")
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay is a plugin, imported by its configured module name and only
         # here, so no shop code can come to depend on it and production (sandbox off)
