@@ -13,6 +13,7 @@ from ledger import (
     SaleLineRecord,
     Transaction,
 )
+from shop.account.tokens import ApiToken
 from shop.approvals.models import ChangeProposal
 from shop.audit.models import AuditHead, AuditRecord
 from shop.auth.models import User
@@ -38,6 +39,7 @@ from shop.payments.models import PaymentNotification
 
 __all__ = [
     "Account",
+    "ApiToken",
     "AuditHead",
     "AuditRecord",
     "BenefitRule",

@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from shop.account import services
+from shop.account import services, tokens
 from shop.errors import UserError
 from shop.extensions import limiter
 
@@ -41,6 +41,28 @@ def claim():
     else:
         flash(_("没有找到可以加入的订单：请粘贴下单后收到的订单链接。"), "error")
     return redirect(url_for("account.orders"))
+
+
+@bp.route("/account/tokens", methods=["GET", "POST"])
+@login_required
+def api_tokens():
+    secret = None
+    if request.method == "POST":
+        try:
+            _token, secret = tokens.create(current_user.id, request.form.get("name", ""))
+        except UserError as error:
+            flash(error.message, "error")
+    return render_template(
+        "account/tokens.html", tokens=tokens.live_tokens(current_user.id), secret=secret
+    )
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_api_token(token_id: int):
+    if tokens.revoke(current_user.id, token_id):
+        flash(_("令牌已撤销，用它的程序再也读不到您的数据。"), "success")
+    return redirect(url_for("account.api_tokens"))
 
 
 @bp.route("/account/impact")

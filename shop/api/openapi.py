@@ -89,6 +89,18 @@ def _read(operation_id: str, summary: str, ok: dict, parameters=(), **responses)
     }
 
 
+def _mine(operation_id: str, summary: str, ok: dict) -> dict:
+    """A read of the token owner's own data (``Authorization: Bearer lx_…``)."""
+    operation = _read(operation_id, summary, ok)
+    operation["get"]["security"] = [{"personalToken": []}]
+    operation["get"]["responses"]["401"] = _error(
+        "no token, or one that is unknown or revoked",
+        ["unauthorized"],
+        {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    )
+    return operation
+
+
 def _query(name: str, schema: dict, description: str = "") -> dict:
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
     if description:
@@ -281,11 +293,32 @@ def openapi_document() -> dict:
                     "content": {"application/x-ndjson": {"schema": _ref("LedgerTransaction")}},
                 },
             ),
+            "/me/orders": _mine(
+                "listMyOrders",
+                "The token owner's own orders, newest first (at most 50)",
+                _json("my orders", _ref("MyOrders")),
+            ),
+            "/me/impact": _mine(
+                "getMyImpact",
+                "The households the token owner's paid orders reached, from the ledger "
+                "(refunds subtracted)",
+                _json("my impact", _ref("MyImpact")),
+            ),
             "/openapi.json": _read(
                 "getOpenApi",
                 "This document",
                 _json("the OpenAPI document", {"type": "object", "required": ["openapi"]}),
             ),
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "personalToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a personal API token the buyer makes (and can revoke) "
+                    "on /account/tokens: lx_…",
+                }
+            },
+        },
     }

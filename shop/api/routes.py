@@ -1,6 +1,8 @@
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
 from ledger import head, iter_export_lines
+from shop.account import services as account
+from shop.account import tokens
 from shop.api import services
 from shop.api.openapi import openapi_document
 from shop.approvals import public as change_log
@@ -70,6 +72,33 @@ def get_order(token: str):
     if order is None:
         return error_response(404, "not_found", "order not found")
     return jsonify(services.order_json(order))
+
+
+def _token_owner() -> int | None:
+    return tokens.user_for(request.headers.get("Authorization"))
+
+
+def _unauthorized():
+    body, status = error_response(401, "unauthorized", "a personal API token is needed")
+    return body, status, {"WWW-Authenticate": 'Bearer realm="lianxin"'}
+
+
+@bp.route("/me/orders")
+@read_limit
+def my_orders():
+    user_id = _token_owner()
+    if user_id is None:
+        return _unauthorized()
+    return jsonify({"orders": [services.my_order_json(o) for o in account.my_orders(user_id)]})
+
+
+@bp.route("/me/impact")
+@read_limit
+def my_impact():
+    user_id = _token_owner()
+    if user_id is None:
+        return _unauthorized()
+    return jsonify(services.impact_json(account.my_impact(user_id)))
 
 
 @bp.route("/board")

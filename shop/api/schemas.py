@@ -347,4 +347,42 @@ SCHEMAS = {
             "hash": HASH,
         }
     ),
+    "MyOrders": _object(
+        {
+            "orders": {
+                "type": "array",
+                "items": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Order"},
+                        _object(
+                            {
+                                "token": {"type": "string"},
+                                "created_at": {"type": "string", "format": "date-time"},
+                                "carrier": {"type": "string"},
+                                "tracking_no": {"type": "string"},
+                            }
+                        ),
+                    ]
+                },
+            }
+        }
+    ),
+    "MyImpact": _object(
+        {
+            "paid_orders": {"type": "integer", "minimum": 0},
+            "units": {"type": "integer", "minimum": 0},
+            "to_households_fen": FEN,
+            "households": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "code": {"type": "string"},
+                        "name_masked": {"type": "string"},
+                        "village": {"type": "string"},
+                        "amount_fen": FEN,
+                    }
+                ),
+            },
+        }
+    ),
 }

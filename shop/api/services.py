@@ -184,3 +184,31 @@ def order_json(order: Order) -> dict:
         "allocations": view.allocations if view else [],
         "ledger": {"transaction_id": view.transaction_id, "hash": view.hash} if view else None,
     }
+
+
+def my_order_json(order: Order) -> dict:
+    """An order as its owner sees it: the public view plus its link, time and parcel."""
+    return {
+        **order_json(order),
+        "token": order.token,
+        "created_at": order.created_at.isoformat().replace("+00:00", "Z"),
+        "carrier": order.carrier,
+        "tracking_no": order.tracking_no,
+    }
+
+
+def impact_json(impact) -> dict:
+    return {
+        "paid_orders": impact.paid_orders,
+        "units": impact.units,
+        "to_households_fen": impact.to_households_fen,
+        "households": [
+            {
+                "code": h.code,
+                "name_masked": h.name_masked,
+                "village": h.village,
+                "amount_fen": h.amount_fen,
+            }
+            for h in impact.households
+        ],
+    }

@@ -14,6 +14,13 @@ from shop.orders.services import order_by_token
 bp = Blueprint("invoices", __name__)
 
 
+@bp.app_template_global("invoice_of")
+def invoice_of(order_id: int) -> InvoiceRequest | None:
+    """The order page's invoice section asks this (the orders package knows nothing of
+    invoices: they build on orders, not the other way round)."""
+    return services.for_order(order_id)
+
+
 def _order_or_404(token: str):
     order = order_by_token(token) if len(token) <= 64 else None
     if order is None:

@@ -2,7 +2,6 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 from shop.extensions import limiter
-from shop.invoices.services import for_order as invoice_for_order
 from shop.orders.forms import OrderLookupForm
 from shop.orders.ledger_view import order_ledger_view
 from shop.orders.services import order_by_number_and_phone, order_by_token
@@ -20,12 +19,7 @@ def _order_or_404(token: str):
 @bp.route("/orders/<token>")
 def show(token: str):
     order = _order_or_404(token)
-    return render_template(
-        "orders/order.html",
-        order=order,
-        ledger=order_ledger_view(order),
-        invoice=invoice_for_order(order.id),
-    )
+    return render_template("orders/order.html", order=order, ledger=order_ledger_view(order))
 
 
 @bp.route("/orders/lookup", methods=["GET", "POST"])

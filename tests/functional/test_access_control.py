@@ -39,6 +39,7 @@ ACCESS = {
     "auth.login": "public", "auth.login_code": "public", "auth.register": "public",
     "auth.logout": "login", "auth.change_password": "login",
     "auth.two_factor_setup": "login", "account.orders": "login",
+    "account.api_tokens": "login", "account.revoke_api_token": "login",
     "account.impact": "login", "account.reorder": "login", "account.claim": "login",
     # the village team's console
     "console.dashboard": "staff", "console.products": "staff",
@@ -69,6 +70,7 @@ ACCESS = {
     "audit.export": "admin",
     # machines
     "payments.alipay_notify": "machine", "sandbox.gateway": "machine",
+    "api.my_orders": "machine", "api.my_impact": "machine",  # a personal API token
     "sandbox.pay": "machine", "sandbox.cancel": "machine",
 }  # fmt: skip
 RANK = {"anonymous": 0, "buyer": 1, "staff": 2, "admin": 3}

@@ -5,6 +5,8 @@ household's credit, less what refunds took back — and must never show another 
 orders, whatever the other buyer's order numbers are.
 """
 
+import re
+
 from sqlalchemy import func, select
 
 from ledger import HOUSEHOLD_PREFIX, Account, Entry, Transaction
@@ -157,3 +159,35 @@ def test_a_guest_order_is_claimed_by_its_link_and_a_wrong_one_claims_nothing(app
     other_client.post("/account/orders/claim", data={"order": guest.token})
     db.session.expire_all()
     assert db.session.get(type(guest), guest.id).user_id == me.id
+
+
+def test_a_personal_token_reads_my_orders_and_impact_until_revoked(app):
+    wine = shop_with_two_households()
+    me, client = signed_in(app, "buyer-api")
+    other, other_client = signed_in(app, "buyer-api-2")
+    mine = make_order([(wine, 2)], user_id=me.id)
+    pay(mine, "T20261204000031")
+    theirs = make_order([(wine, 1)], buyer(phone="13912340031"), user_id=other.id)
+    page = client.post("/account/tokens", data={"name": "公司报表"}).get_data(as_text=True)
+    secret = re.search(r"lx_[A-Za-z0-9_-]{40,}", page).group(0)
+    assert "公司报表" in page
+    from shop.account.tokens import ApiToken
+
+    stored = db.session.scalar(select(ApiToken))
+    assert secret not in (stored.digest, stored.shown_prefix)  # only its hash is kept
+    api = app.test_client()
+    auth = {"Authorization": f"Bearer {secret}"}
+    orders = api.get("/api/v1/me/orders", headers=auth).get_json()["orders"]
+    assert [o["order_no"] for o in orders] == [mine.order_no]
+    assert theirs.order_no not in str(orders)
+    impact = api.get("/api/v1/me/impact", headers=auth).get_json()
+    assert impact["to_households_fen"] == 2001 * 2 and impact["paid_orders"] == 1
+    assert {h["code"] for h in impact["households"]} == {"SJ-001", "SJ-002"}
+    for bad in ({}, {"Authorization": "Bearer lx_nope"}, {"Authorization": secret}):
+        refused = api.get("/api/v1/me/orders", headers=bad)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"]
+    # Another buyer cannot revoke it; its owner can, and then it is dead.
+    other_client.post(f"/account/tokens/{stored.id}/revoke")
+    assert api.get("/api/v1/me/orders", headers=auth).status_code == 200
+    client.post(f"/account/tokens/{stored.id}/revoke")
+    assert api.get("/api/v1/me/orders", headers=auth).status_code == 401
