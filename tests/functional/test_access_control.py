@@ -54,7 +54,8 @@ ACCESS = {
     "offline.confirm_batch": "staff", "offline.income_page": "staff",
     "offline.upload_income": "staff", "offline.income_roster": "staff",
     "offline.income_template": "staff", "offline.reports": "staff",
-    "buyers.index": "staff", "buyers.export": "staff", "invoices.queue": "staff", "invoices.issue": "staff", "invoices.staff_pdf": "staff",
+    "buyers.index": "staff", "buyers.export": "staff", "invoices.queue": "staff",
+    "invoices.issue": "staff", "invoices.staff_pdf": "staff",
     "approvals.index": "staff", "approvals.detail": "staff",
     # money and the register: admins only
     "console.refund_order": "admin", "offline.reverse_sale": "admin",
