@@ -13,6 +13,7 @@ from ledger import (
     SaleLineRecord,
     Transaction,
 )
+from shop.account.profile import BuyerProfile
 from shop.account.tokens import ApiToken
 from shop.approvals.models import ChangeProposal
 from shop.audit.models import AuditHead, AuditRecord
@@ -51,6 +52,7 @@ __all__ = [
     "BoardPeriod",
     "BoardRank",
     "BoardState",
+    "BuyerProfile",
     "CartItem",
     "Category",
     "ChangeProposal",

@@ -4,9 +4,11 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from shop.account import services, tokens
-from shop.errors import UserError
+from shop.account import profile, services, tokens
+from shop.errors import UserError, show_on_form
 from shop.extensions import limiter
+from shop.orders.forms import BuyerDetailsForm
+from shop.orders.services import BuyerDetails
 
 bp = Blueprint("account", __name__)
 
@@ -63,6 +65,39 @@ def revoke_api_token(token_id: int):
     if tokens.revoke(current_user.id, token_id):
         flash(_("令牌已撤销，用它的程序再也读不到您的数据。"), "success")
     return redirect(url_for("account.api_tokens"))
+
+
+@bp.route("/account/profile", methods=["GET", "POST"])
+@login_required
+def buyer_profile():
+    saved = profile.load(current_user.id)
+    form = BuyerDetailsForm(data=None if saved is None or request.method == "POST" else vars(saved))
+    if form.validate_on_submit():
+        details = BuyerDetails(
+            name=form.name.data, phone=form.phone.data, address=form.address.data,
+            board_display=form.board_display.data, nickname=form.nickname.data or "",
+            organization=form.organization.data or "", email=form.email.data or "",
+        )  # fmt: skip
+        try:
+            saved = profile.save(current_user.id, details)
+        except UserError as error:
+            show_on_form(form, error)
+        else:
+            flash(_("已保存，下次结算时自动填好。"), "success")
+            return redirect(url_for("account.buyer_profile"))
+    return render_template(
+        "account/profile.html",
+        form=form,
+        summary=profile.summary(saved) if saved else None,
+    )
+
+
+@bp.route("/account/profile/forget", methods=["POST"])
+@login_required
+def forget_profile():
+    profile.forget(current_user.id)
+    flash(_("已删除保存的收货信息。"), "success")
+    return redirect(url_for("account.buyer_profile"))
 
 
 @bp.route("/account/impact")

@@ -13,6 +13,7 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from shop.account import profile
 from shop.cart import services as cart_services
 from shop.cart.routes import cart_owner
 from shop.checkout.forms import CheckoutForm
@@ -38,7 +39,8 @@ def checkout():
     if not cart.lines:
         flash(_("购物车是空的。"), "error")
         return redirect(url_for("cart.show"))
-    form = CheckoutForm()
+    saved = profile.load(user_id) if user_id is not None else None
+    form = CheckoutForm(data=None if saved is None or request.method == "POST" else vars(saved))
     if form.validate_on_submit():
         buyer = BuyerDetails(
             name=form.name.data,
@@ -68,6 +70,8 @@ def checkout():
                 return redirect(url_for("cart.show"))
             show_on_form(form, error)
         else:
+            if user_id is not None:  # the next checkout starts from these details
+                profile.save(user_id, buyer)
             cart_services.clear(user_id, session_cart)
             # The cart is a dict inside the session: emptying it is not a change the
             # session sees, and without this the cookie keeps the cart — each repeated

@@ -39,6 +39,7 @@ ACCESS = {
     "auth.login": "public", "auth.login_code": "public", "auth.register": "public",
     "auth.logout": "login", "auth.change_password": "login",
     "auth.two_factor_setup": "login", "account.orders": "login",
+    "account.buyer_profile": "login", "account.forget_profile": "login",
     "account.api_tokens": "login", "account.revoke_api_token": "login",
     "account.impact": "login", "account.reorder": "login", "account.claim": "login",
     # the village team's console

@@ -191,3 +191,36 @@ def test_a_personal_token_reads_my_orders_and_impact_until_revoked(app):
     assert api.get("/api/v1/me/orders", headers=auth).status_code == 200
     client.post(f"/account/tokens/{stored.id}/revoke")
     assert api.get("/api/v1/me/orders", headers=auth).status_code == 401
+
+
+CHECKOUT = {
+    "name": "王小明", "phone": "138 1234 5678", "address": "陕西省西安市雁塔区科技路1号",
+    "board_display": "nickname", "nickname": "秦岭小王", "organization": "某某科技",
+    "email": "wang@example.com",
+}  # fmt: skip
+
+
+def test_checkout_details_are_remembered_encrypted_and_editable(app):
+    wine = shop_with_two_households()
+    _me, client = signed_in(app, "buyer-profile")
+    client.post("/cart/add", data={"product_id": str(wine.id), "quantity": "1"})
+    assert client.post("/checkout", data=CHECKOUT).status_code == 302
+    # The next checkout starts filled in (the phone as the shop normalised it).
+    client.post("/cart/add", data={"product_id": str(wine.id), "quantity": "1"})
+    form = client.get("/checkout").get_data(as_text=True)
+    assert 'value="13812345678"' in form and "科技路1号" in form and 'value="秦岭小王"' in form
+    raw = db.session.execute(db.text("SELECT name, phone, address FROM buyer_profile")).one()
+    assert not any("王小明" in v or "13812345678" in v or "科技路" in v for v in raw)
+    page = client.get("/account/profile").get_data(as_text=True)
+    assert "138****5678" in page and "秦岭小王" in page  # masked summary; appears as nickname
+    # Edit: appear anonymously; a bad phone is refused on the form and changes nothing.
+    refused = client.post("/account/profile", data={**CHECKOUT, "phone": "12345"})
+    assert refused.status_code == 200 and "手机" in refused.get_data(as_text=True)
+    client.post("/account/profile", data={**CHECKOUT, "board_display": "anonymous"})
+    assert "爱心人士" in client.get("/account/profile").get_data(as_text=True)
+    # Another buyer starts empty; forgetting removes the row.
+    _other, other_client = signed_in(app, "buyer-profile-2")
+    other_client.post("/cart/add", data={"product_id": str(wine.id), "quantity": "1"})
+    assert "13812345678" not in other_client.get("/checkout").get_data(as_text=True)
+    client.post("/account/profile/forget")
+    assert db.session.execute(db.text("SELECT count(*) FROM buyer_profile")).scalar() == 0
