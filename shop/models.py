@@ -13,6 +13,7 @@ from ledger import (
     SaleLineRecord,
     Transaction,
 )
+from shop.account.card import ImpactCard
 from shop.account.profile import BuyerProfile
 from shop.account.tokens import ApiToken
 from shop.approvals.models import ChangeProposal
@@ -60,6 +61,7 @@ __all__ = [
     "Entry",
     "Household",
     "HouseholdIncome",
+    "ImpactCard",
     "ImportBatch",
     "InvoiceRequest",
     "JobRun",

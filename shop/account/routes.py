@@ -1,10 +1,10 @@
 """The buyer's own pages: my orders and my impact (any signed-in person)."""
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from shop.account import profile, services, tokens
+from shop.account import card, profile, services, tokens
 from shop.errors import UserError, show_on_form
 from shop.extensions import limiter
 from shop.orders.forms import BuyerDetailsForm
@@ -103,4 +103,35 @@ def forget_profile():
 @bp.route("/account/impact")
 @login_required
 def impact():
-    return render_template("account/impact.html", impact=services.my_impact(current_user.id))
+    return render_template(
+        "account/impact.html",
+        impact=services.my_impact(current_user.id),
+        card=card.card_of(current_user.id),
+    )
+
+
+@bp.route("/account/impact/share", methods=["POST"])
+@login_required
+def share_impact():
+    card.share(current_user.id)
+    flash(_("公开卡片已生成：任何拿到链接的人都能看到，但看不到您的姓名和联系方式。"), "success")
+    return redirect(url_for("account.impact"))
+
+
+@bp.route("/account/impact/unshare", methods=["POST"])
+@login_required
+def unshare_impact():
+    card.stop_sharing(current_user.id)
+    flash(_("已停止公开，原来的链接不再能打开。"), "success")
+    return redirect(url_for("account.impact"))
+
+
+@bp.route("/impact/<slug>")
+def public_impact(slug: str):
+    shown = card.public_card(slug)
+    if shown is None:
+        abort(404)
+    label, organisation, impact = shown
+    return render_template(
+        "account/public_card.html", label=label, organisation=organisation, impact=impact
+    )

@@ -40,7 +40,9 @@ ACCESS = {
     "auth.logout": "login", "auth.change_password": "login",
     "auth.two_factor_setup": "login", "account.orders": "login",
     "account.buyer_profile": "login", "account.forget_profile": "login",
-    "account.api_tokens": "login", "account.revoke_api_token": "login",
+    "account.share_impact": "login", "account.unshare_impact": "login",
+    "account.public_impact": "public", "account.api_tokens": "login",
+    "account.revoke_api_token": "login",
     "account.impact": "login", "account.reorder": "login", "account.claim": "login",
     # the village team's console
     "console.dashboard": "staff", "console.products": "staff",

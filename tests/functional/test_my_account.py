@@ -224,3 +224,26 @@ def test_checkout_details_are_remembered_encrypted_and_editable(app):
     assert "13812345678" not in other_client.get("/checkout").get_data(as_text=True)
     client.post("/account/profile/forget")
     assert db.session.execute(db.text("SELECT count(*) FROM buyer_profile")).scalar() == 0
+
+
+def test_a_shared_impact_card_shows_the_households_and_no_personal_data(app):
+    wine = shop_with_two_households()
+    me, client = signed_in(app, "buyer-card")
+    client.post("/account/profile", data={**CHECKOUT, "board_display": "nickname"})
+    order = make_order([(wine, 1)], user_id=me.id)
+    pay(order, "T20261204000041")
+    assert "生成公开卡片" in client.get("/account/impact").get_data(as_text=True)
+    client.post("/account/impact/share")
+    page = client.get("/account/impact").get_data(as_text=True)
+    link = re.search(r'href="(/impact/[A-Za-z0-9_-]+)"', page).group(1)
+    public = app.test_client().get(link).get_data(as_text=True)
+    assert "秦岭小王" in public and "某某科技" in public  # the name chosen for the board
+    assert ("SJ-001" in public and "¥20.01" in public) or "¥20.00" in public
+    for secret in ("王小明", "13812345678", "科技路", "wang@example.com"):
+        assert secret not in public
+    client.post("/account/profile", data={**CHECKOUT, "board_display": "anonymous"})
+    anonymous = app.test_client().get(link).get_data(as_text=True)
+    assert "爱心人士" in anonymous and "某某科技" not in anonymous and "秦岭小王" not in anonymous
+    client.post("/account/impact/unshare")
+    assert app.test_client().get(link).status_code == 404
+    assert app.test_client().get("/impact/not-a-card").status_code == 404

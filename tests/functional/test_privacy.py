@@ -10,6 +10,8 @@ import re
 import pytest
 from sqlalchemy import select
 
+from shop.account import card as impact_card
+from shop.account import profile
 from shop.approvals import kinds
 from shop.approvals import services as approvals
 from shop.catalog.models import Category, Product
@@ -24,7 +26,9 @@ from tests.builders import buyer, make_household, make_order, make_user
 PRIVATE_PREFIXES = ("/console", "/admin", "/sandbox")
 # Pages for the holder of an order's secret token: the buyer's own details may appear,
 # household details still may not.
-BUYER_ONLY_ENDPOINTS = {"orders.show", "payments.payment_return", "api.get_order"}
+BUYER_ONLY_ENDPOINTS = {
+    "orders.show", "payments.payment_return", "api.get_order", "invoices.download",
+}  # fmt: skip
 SKIPPED_ENDPOINTS = {"static", "media.photo", "catalog.set_language"}
 
 BUYER_NAME = "欧阳秀英"
@@ -40,6 +44,8 @@ def public_arguments(seeded) -> dict:
         "catalog.product": [{"slug": slug} for slug in seeded["product_slugs"]],
         "catalog.category": [{"slug": slug} for slug in seeded["category_slugs"]],
         "orders.show": [{"token": seeded["token"]}],
+        "invoices.download": [{"token": seeded["token"]}],
+        "account.public_impact": [{"slug": seeded["card_slug"]}],
         "payments.payment_return": [{"token": seeded["token"]}],
         "api.get_order": [{"token": seeded["token"]}],
         "boards.household": [{"code": code} for code in seeded["household_codes"]],
@@ -60,15 +66,22 @@ def seeded(app):
     maker = make_user(username="proposer", role="admin")
     checker = make_user(username="approver", role="admin")
     values = HouseholdInput(
-        head_name="司马建军", id_number=sima_id, members=3,
-        village_id=sima.village_id, code=sima.code, bank_card="6228480099998888777",
+        head_name="司马建军",
+        id_number=sima_id,
+        members=3,
+        village_id=sima.village_id,
+        code=sima.code,
+        bank_card="6228480099998888777",
     )
     approvals.approve(kinds.propose_household_update(sima.id, values, maker).id, checker)
     wine = db.session.scalar(select(Product).order_by(Product.id))
-    order = make_order(
-        [(wine, 2)],
-        buyer(name=BUYER_NAME, phone=BUYER_PHONE, address=BUYER_ADDRESS, board_display="masked"),
+    # The buyer has an account, saved details and a public impact card (opt-in).
+    account = make_user(username="ouyang", password="buyer-pass-1")
+    details = buyer(
+        name=BUYER_NAME, phone=BUYER_PHONE, address=BUYER_ADDRESS, board_display="masked"
     )
+    profile.save(account.id, details)
+    order = make_order([(wine, 2)], details, user_id=account.id)
     apply_payment(order.order_no, "2026112522001400000001", order.total_fen, paid=True)
     # An anonymous enterprise buyer: neither the name, nor the nickname, nor the
     # organisation may show anywhere public.
@@ -83,9 +96,7 @@ def seeded(app):
             organization=ANONYMOUS_ORG,
         ),
     )
-    apply_payment(
-        anonymous.order_no, "2026112522001400000002", anonymous.total_fen, paid=True
-    )
+    apply_payment(anonymous.order_no, "2026112522001400000002", anonymous.total_fen, paid=True)
     households = list(db.session.scalars(select(Household)))
     return {
         "household_secrets": [
@@ -114,6 +125,7 @@ def seeded(app):
         "product_slugs": list(db.session.scalars(select(Product.slug))),
         "category_slugs": list(db.session.scalars(select(Category.slug))),
         "token": order.token,
+        "card_slug": impact_card.share(account.id).slug,
     }
 
 
