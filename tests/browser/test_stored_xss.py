@@ -137,8 +137,8 @@ NOT_VISITED = {
     "catalog.set_language": "a redirect that switches the language; it shows nothing",
     "invoices.download": "the PDF the village team uploaded from the tax system, as a file",
     "invoices.staff_pdf": "the same PDF, for staff",
-    "account.public_impact": "a buyer's opt-in card: the board label and masked households, "
-    "rendered by the same macros as /board and /households (seeded in test_my_account)",
+    "account.public_impact": "a buyer's opt-in card (board label, masked households); "
+    "test_my_account stores markup in its label and checks it is escaped",
 }
 
 

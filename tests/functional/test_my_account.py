@@ -244,6 +244,9 @@ def test_a_shared_impact_card_shows_the_households_and_no_personal_data(app):
     client.post("/account/profile", data={**CHECKOUT, "board_display": "anonymous"})
     anonymous = app.test_client().get(link).get_data(as_text=True)
     assert "爱心人士" in anonymous and "某某科技" not in anonymous and "秦岭小王" not in anonymous
+    client.post("/account/profile", data={**CHECKOUT, "nickname": "<i>秦岭</i>"})
+    escaped = app.test_client().get(link).get_data(as_text=True)
+    assert "<i>秦岭</i>" not in escaped and "&lt;i&gt;秦岭&lt;/i&gt;" in escaped
     client.post("/account/impact/unshare")
     assert app.test_client().get(link).status_code == 404
     assert app.test_client().get("/impact/not-a-card").status_code == 404
