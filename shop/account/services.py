@@ -117,7 +117,7 @@ def claim_order(user_id: int, token_or_link: str) -> bool:
     """
     token = (token_or_link or "").strip().rstrip("/").rpartition("/orders/")[2] or ""
     token = token.split("?")[0].split("/")[0]
-    if not token or len(token) > 64:
+    if not token or len(token) > 64 or "\x00" in token:  # PostgreSQL: a NUL is a 500
         return False
     claimed = db.session.execute(
         update(Order)

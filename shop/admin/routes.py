@@ -61,8 +61,11 @@ def _household_form(household: Household | None = None) -> HouseholdForm:
     form.village_id.choices = [(v.id, f"{v.name}（{v.code}）") for v in services.villages()]
     if household:
         form.code.label.text = _("户编码")
-    if household and request.method == "GET":
+    # Shown as text, and kept as text when a POST leaves them out (the household's own
+    # number reached the length check: a 500).
+    if household and (request.method == "GET" or not isinstance(form.land_mu.data, str)):
         form.land_mu.data = f"{household.land_mu:.2f}"
+    if household and (request.method == "GET" or not isinstance(form.members.data, str)):
         form.members.data = str(household.members)
     return form
 

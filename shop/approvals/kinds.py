@@ -30,6 +30,7 @@ from shop.offline.income import reverse_income
 from shop.offline.models import HouseholdIncome, OfflineSale
 from shop.offline.services import reverse_sale
 from shop.orders.models import Order
+from shop.orders.services import check_text
 from shop.payments.refunds import check_refund, request_refund
 from shop.payouts import services as payouts
 from shop.pii import mask_card, mask_id_number, mask_name
@@ -385,7 +386,8 @@ def needs_approval(amount_fen: int) -> bool:
 
 
 def propose_refund(order: Order, amount_fen: int, reason: str, restock, by):
-    check_refund(order.id, amount_fen, restock)  # what the refund would refuse, now
+    check_text(reason, "reason", _("退款原因"))  # what the refund would refuse, now
+    check_refund(order.id, amount_fen, restock)
     return propose(
         "order.refund",
         {

@@ -170,7 +170,10 @@ def record_login(user: User, factor: str) -> None:
 
 
 def find_user(username: str) -> User | None:
-    return db.session.scalar(select(User).where(User.username == (username or "").strip()))
+    username = (username or "").strip()
+    if "\x00" in username:
+        return None  # no account has one, and PostgreSQL refuses to compare text with it
+    return db.session.scalar(select(User).where(User.username == username))
 
 
 def set_password(user: User, new_password: str, action: str) -> None:

@@ -28,6 +28,10 @@ from shop.orders.models import ORDER_STATUSES, Order
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 MAX_PRICE_FEN = 10_000_000  # ¥100,000 a unit: anything above is a typing mistake
 MAX_STOCK = 1_000_000
+# The checkout's rule for text (shop.orders.services.check_text): no C0 control character
+# but tab and line breaks, no DEL. Refused, not cleaned; NUL above all, which
+# PostgreSQL's text columns refuse (a 500) and SQLite would store.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ConsoleError(UserError):
@@ -62,6 +66,16 @@ class ProductInput:
 
 
 def _validate(values: ProductInput) -> None:
+    for field, label in (
+        ("name", _("商品名称")),
+        ("subtitle", _("一句话介绍")),
+        ("unit", _("单位")),
+        ("origin", _("产地")),
+        ("producer", _("生产者")),
+        ("story", _("商品故事")),
+    ):
+        if _CONTROL.search(getattr(values, field)):
+            raise ConsoleError(_("%(label)s不能包含控制字符或无效字符。", label=label), field)
     if not values.name.strip():
         raise ConsoleError(_("请填写商品名称。"), "name")
     if values.slug and not SLUG_PATTERN.fullmatch(values.slug):
@@ -98,12 +112,18 @@ def _apply(product: Product, values: ProductInput) -> None:
 
 
 def _commit_product(product: Product) -> Product:
+    _write_product(commit=True)
+    return product
+
+
+def _write_product(commit: bool) -> None:
+    """Flush or commit the product; a slug another product has (the only unique column
+    the form sets) rolls back and raises ConsoleError naming the slug."""
     try:
-        db.session.commit()
+        db.session.commit() if commit else db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise ConsoleError(_("这个网址名已被其他商品使用。"), "slug") from None
-    return product
 
 
 def create_product(values: ProductInput) -> Product:
@@ -122,6 +142,9 @@ def update_product(product_id: int, values: ProductInput) -> Product:
     share_changed = values.beneficiary_fen_per_unit != product.beneficiary_fen_per_unit
     _apply(product, values)
     if share_changed:
+        # A slug another product has fails here, as a message, not in the rule's
+        # autoflush below, where it was a 500.
+        _write_product(commit=False)
         # The displayed share and the ledger's rule must not disagree: a new version.
         change_share_per_unit(product, values.beneficiary_fen_per_unit)
     return _commit_product(product)

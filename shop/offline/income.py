@@ -42,6 +42,7 @@ from shop.offline.models import HouseholdIncome
 from shop.offline.services import OfflineError, parse_form_yuan
 
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4]|-H[12])?$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL: PostgreSQL refuses it, even in a query
 MAX_AMOUNT_FEN = 100_000_000  # ¥1,000,000 to one household at once: surely a typo
 DEFAULT_COOP = "coop:双井村树莓专业合作社"
 COOP_SHARE_HUNDREDTHS = 100  # one co-op membership, as a quantity in hundredths
@@ -242,6 +243,10 @@ def check_income(
     are what a whole file refers to, loaded once; otherwise both are queried.
     Returns a :class:`CleanIncome`; raises :class:`OfflineError` naming the problem.
     """
+    typed = {"household_code": _("户编码"), "period": _("期间"), "memo": _("备注")}
+    for field, label in typed.items():  # a CSV's control characters are refused when decoded
+        if CONTROL.search(getattr(values, field) or ""):
+            raise OfflineError(_("%(label)s不能包含控制字符或无效字符。", label=label), field)
     labels = channel_labels()
     if values.channel not in labels:
         raise OfflineError(

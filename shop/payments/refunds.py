@@ -22,7 +22,7 @@ from shop.db import transaction, utcnow
 from shop.extensions import db
 from shop.money import format_fen
 from shop.orders.models import Order, OrderLine, Refund
-from shop.orders.services import OrderError
+from shop.orders.services import OrderError, check_text
 from shop.payments.provider import ProviderError, get_provider
 
 log = logging.getLogger("shop.refunds")
@@ -82,6 +82,7 @@ def request_refund(
     ``succeeded``, ``failed`` (Alipay said no; ``failure`` says why) or still
     ``pending`` (Alipay unreachable; reconcile retries it).
     """
+    check_text(reason or "", "reason", _("退款原因"))  # NUL: stored, or a 500 on PostgreSQL
     order, restock = check_refund(order_id, amount_fen, restock, lock=True)
     sequence = len(order.refunds) + 1
     refund = Refund(
