@@ -36,6 +36,8 @@ from shop.console import services as console
 from shop.extensions import db
 from shop.households.models import Enterprise, Household
 from shop.households.services import id_check_char, id_digest
+from shop.invoices.models import InvoiceRequest
+from shop.invoices.services import request_invoice
 from shop.offline import income
 from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale
 from shop.offline.services import OfflineSaleInput, record_counter_sale
@@ -549,6 +551,24 @@ ROUTES: dict[str, list[Case]] = {
             ),
             lambda s: assert_equal(fresh(Order, s.made.order.id).status, "shipped"),
             _set("order", lambda s: s.paid_order()),
+        )
+    ],
+    "invoices.issue": [
+        Case(
+            STAFF,
+            lambda s: s.post(
+                STAFF,
+                f"/console/invoices/{s.made.invoice.id}/issue",
+                data={"pdf": (io.BytesIO(b"%PDF-1.7\n%%EOF\n"), "fapiao.pdf")},
+                content_type="multipart/form-data",
+            ),
+            lambda s: assert_equal(fresh(InvoiceRequest, s.made.invoice.id).status, "issued"),
+            _set(
+                "invoice",
+                lambda s: request_invoice(
+                    s.paid_order(), "personal", "王小明", "", "w@example.com"
+                ),
+            ),
         )
     ],
     "console.complete_order": [

@@ -81,7 +81,14 @@ def test_two_hosts_sell_no_more_than_the_stock_and_post_each_trade_once(app, tmp
     product = make_product(price_fen=6800, beneficiary_fen_per_unit=900, stock=STOCK)
     db.session.commit()
     product_id = product.id  # threads below have no app context to load it in
-    env = app_environment(app, RATELIMIT_ENABLED="0")
+    # Every buyer here comes from 127.0.0.1: lift the per-address limits (rates and
+    # unpaid orders), which would otherwise refuse most of them before the stock does.
+    env = app_environment(
+        app,
+        RATELIMIT_ENABLED="0",
+        UNPAID_ORDERS_PER_CLIENT=str(BUYERS),
+        UNPAID_UNITS_PER_CLIENT=str(BUYERS * 10),
+    )
     with gunicorn(env) as first, gunicorn(env) as second:
         hosts = [first.url, second.url]
         with ThreadPoolExecutor(max_workers=24) as pool:
