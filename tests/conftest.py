@@ -8,6 +8,8 @@ copied file; PostgreSQL: TRUNCATE … RESTART IDENTITY).
 
 import os
 import shutil
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,26 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 STAFF_PASSWORD = "staff-password-1"
 ADMIN_PASSWORD = "admin-password-1"
+
+
+@contextmanager
+def scratch_postgres_database(prefix: str):
+    """A new, empty database on the test server, dropped afterwards; yields its URL.
+    Skips without ``TEST_DATABASE_URL`` (fails under ``REQUIRE_POSTGRES=1``)."""
+    if not TEST_DATABASE_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        pytest.skip("no PostgreSQL (set TEST_DATABASE_URL)")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    server = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 def pytest_configure(config):
@@ -123,6 +145,7 @@ def app(database_url, tmp_path):
             "UPLOAD_FOLDER": str(tmp_path / "uploads"),
         }
     )
+
     # Tests hold one app context open, and a request reuses it, so flask.g would carry the
     # last request's user, request id and language into the next (production pushes a
     # context per request). Forget them first, so two clients in one test are two people.

@@ -12,13 +12,11 @@ Longer runs, and their figures, are in BENCHMARKS.md.
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from shop.config import PROJECT_ROOT
-from tests.conftest import REQUIRE_POSTGRES, TEST_DATABASE_URL
+from tests.conftest import scratch_postgres_database
 from tests.gunicorn_server import redis_server
 
 SECONDS = 45
@@ -38,20 +36,8 @@ CHECKS = (
 @pytest.fixture
 def empty_postgres_url():
     """A database of its own on the test server: the soak builds the demo shop in it."""
-    if not TEST_DATABASE_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
-        pytest.skip("no PostgreSQL (set TEST_DATABASE_URL)")
-    name = f"lianxin_soak_{uuid.uuid4().hex[:8]}"
-    server = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+    with scratch_postgres_database("lianxin_soak") as url:
+        yield url
 
 
 def test_a_short_soak_loses_nothing_and_does_every_kind_of_work(empty_postgres_url, tmp_path):
