@@ -94,23 +94,29 @@ def gunicorn(
         )  # fmt: skip
     served = Served(url, process, log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {process.returncode}:\n{served.log()}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:  # refused, reset or timed out while the workers boot
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not answer within 60 s:\n{served.log()}")
-            time.sleep(0.2)
+        deadline = wait_until_healthy(process, url, served.log, "gunicorn")
         _wait_for_workers(served, workers, deadline)
         yield served
     finally:
         _stop(process)
+
+
+def wait_until_healthy(process, url: str, log, name: str, seconds: float = 60) -> float:
+    """Ask ``url``/healthz until it answers 200; fail with ``log()`` if ``process`` exits
+    or ``seconds`` pass. Returns the deadline, for waits that follow."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+                if answer.status == 200:
+                    return deadline
+        except OSError:  # refused, reset or timed out while it starts
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} did not answer within {seconds:.0f} s:\n{log()}")
+        time.sleep(0.2)
 
 
 def _wait_for_workers(served: Served, workers: int, deadline: float) -> None:

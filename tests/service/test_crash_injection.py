@@ -18,7 +18,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,7 +61,7 @@ from tests.builders import (
     totp_code,
 )
 from tests.conftest import STAFF_PASSWORD
-from tests.gunicorn_server import app_environment, free_port
+from tests.gunicorn_server import app_environment, free_port, wait_until_healthy
 from tests.live_server import SANDBOX_GATEWAY_PATH, client_transport, live_server
 
 KILLED = -signal.SIGKILL
@@ -112,19 +111,7 @@ def shop_host(app, crash_at: str, gateway_url: str | None = None) -> Iterator[Ho
         )  # fmt: skip
     host = Host(url, process, log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the shop exited with {process.returncode}:\n{host.log()}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:  # not listening yet
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the shop did not answer within 60 s:\n{host.log()}")
-            time.sleep(0.2)
+        wait_until_healthy(process, url, host.log, "the shop")
         yield host
     finally:
         if process.poll() is None:
