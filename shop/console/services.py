@@ -24,14 +24,11 @@ from shop.extensions import db
 from shop.media.services import PhotoRejected, remove_files, remove_photo_files, store_photo
 from shop.money import parse_typed_yuan
 from shop.orders.models import ORDER_STATUSES, Order
+from shop.text import has_forbidden_characters
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 MAX_PRICE_FEN = 10_000_000  # ¥100,000 a unit: anything above is a typing mistake
 MAX_STOCK = 1_000_000
-# The checkout's rule for text (shop.orders.services.check_text): no C0 control character
-# but tab and line breaks, no DEL. Refused, not cleaned; NUL above all, which
-# PostgreSQL's text columns refuse (a 500) and SQLite would store.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ConsoleError(UserError):
@@ -74,7 +71,7 @@ def _validate(values: ProductInput) -> None:
         ("producer", _("生产者")),
         ("story", _("商品故事")),
     ):
-        if _CONTROL.search(getattr(values, field)):
+        if has_forbidden_characters(getattr(values, field)):
             raise ConsoleError(_("%(label)s不能包含控制字符或无效字符。", label=label), field)
     if not values.name.strip():
         raise ConsoleError(_("请填写商品名称。"), "name")

@@ -31,6 +31,7 @@ from shop.orders import holds
 from shop.orders.holds import Requester
 from shop.orders.models import Order, OrderLine
 from shop.public_identity import DISPLAYS, public_identity
+from shop.text import has_forbidden_characters
 
 log = logging.getLogger("shop.orders")
 
@@ -39,10 +40,6 @@ MAX_LINES_PER_ORDER = 50
 # re.ASCII: without it \d also matches "３", "٣" and other scripts' digits.
 _PHONE = re.compile(r"1[3-9][0-9]{9}", re.ASCII)
 _ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-# What no text the buyer sends may hold: C0 controls other than tab, line feed and
-# carriage return (NUL above all: PostgreSQL's text refuses it, SQLite would store it),
-# DEL, and lone UTF-16 surrogates (a JSON "\ud800" escape), which no database encodes.
-_FORBIDDEN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 MIN_ADDRESS, MAX_ADDRESS, MAX_NAME, MAX_NICKNAME, MAX_ORGANIZATION = 5, 200, 40, 20, 60
 
 
@@ -167,7 +164,7 @@ def check_text(value: str, field: str, label: str) -> str:
     raise OrderError naming ``field`` (``label`` is its name for people) when it holds
     a NUL or another control character (tab and line breaks are fine) or a lone
     surrogate. Refused, never cleaned: silently changing an address is worse."""
-    if _FORBIDDEN_TEXT.search(value):
+    if has_forbidden_characters(value):
         raise OrderError(
             _("%(label)s不能包含控制字符或无效字符。", label=label),
             field=field,
