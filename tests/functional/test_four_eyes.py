@@ -224,12 +224,15 @@ def test_rejected_and_expired_proposals_change_nothing(admin_client, admin_b, ho
         f"/admin/proposals/{proposal.id}/reject", data={"reason": ""}, follow_redirects=True
     ).get_data(as_text=True)
     assert "请写明驳回理由" in page
-    admin_b.post(f"/admin/proposals/{proposal.id}/reject", data={"reason": "户主未变更"})
+    admin_b.post(f"/admin/proposals/{proposal.id}/reject", data={"reason": "户主\x00未变更"})
+    assert only_pending().id == proposal.id  # a NUL is refused, with a message
+    # A reason may run over two lines, as any text people type may.
+    admin_b.post(f"/admin/proposals/{proposal.id}/reject", data={"reason": "户主未变更\r\n见档案"})
     db.session.expire_all()
     rejected = db.session.get(ChangeProposal, proposal.id)
     assert (rejected.status, rejected.reason, rejected.decided_by_name) == (
         "rejected",
-        "户主未变更",
+        "户主未变更\r\n见档案",
         "李会计",
     )
     assert fresh(household).head_name == "张三明"
