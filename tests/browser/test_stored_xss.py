@@ -137,6 +137,8 @@ NOT_VISITED = {
     "catalog.set_language": "a redirect that switches the language; it shows nothing",
     "invoices.download": "the PDF the village team uploaded from the tax system, as a file",
     "invoices.staff_pdf": "the same PDF, for staff",
+    "api.my_orders": "JSON for a personal API token (401 without one); /account/orders is walked",
+    "api.my_impact": "JSON for a personal API token (401 without one); /account/impact is walked",
     "account.public_impact": "a buyer's opt-in card (board label, masked households); "
     "test_my_account stores markup in its label and checks it is escaped",
 }
