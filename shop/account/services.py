@@ -12,6 +12,7 @@ public ledger shows, so anyone can check it against the export.
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
@@ -23,6 +24,7 @@ from shop.extensions import db
 from shop.households.models import Household, Village
 from shop.orders.ledger_view import sale_key
 from shop.orders.models import Order
+from shop.orders.services import is_order_token
 
 MY_ORDERS_PAGE = 50
 # Orders whose money was received (a refunded one still reached households until refunded).
@@ -106,6 +108,17 @@ def my_impact(user_id: int) -> Impact:
     )
 
 
+def _token_in(token_or_link: str) -> str:
+    """The order token in what a buyer pasted: the token itself, or any link the shop
+    gave them (``…/orders/T``, ``…/orders/T/return``, ``…/trace/T``, with or without a
+    query string)."""
+    segments = token_or_link.strip().split("?")[0].split("#")[0].strip("/").split("/")
+    for before, after in pairwise(segments):
+        if before in ("orders", "trace"):
+            return after
+    return segments[-1]
+
+
 def claim_order(user_id: int, token_or_link: str) -> bool:
     """Add an order placed without an account (as a guest) to the buyer's account; commit.
 
@@ -115,9 +128,8 @@ def claim_order(user_id: int, token_or_link: str) -> bool:
     the same False, so nothing is learnt by trying. The claim is one conditional UPDATE
     (``user_id IS NULL``), so two accounts racing for one order cannot both get it.
     """
-    token = (token_or_link or "").strip().rstrip("/").rpartition("/orders/")[2] or ""
-    token = token.split("?")[0].split("/")[0]
-    if not token or len(token) > 64 or "\x00" in token:  # PostgreSQL: a NUL is a 500
+    token = _token_in(token_or_link or "")
+    if not is_order_token(token):
         return False
     claimed = db.session.execute(
         update(Order)
@@ -128,14 +140,8 @@ def claim_order(user_id: int, token_or_link: str) -> bool:
     db.session.commit()
     if claimed == 1:
         return True
-    return (
-        db.session.scalar(
-            select(func.count())
-            .select_from(Order)
-            .where(Order.token == token, Order.user_id == user_id)
-        )
-        == 1
-    )
+    mine = select(Order.id).where(Order.token == token, Order.user_id == user_id)
+    return db.session.scalar(mine) is not None
 
 
 def reorder(user_id: int, order_no: str) -> tuple[int, list[str]]:

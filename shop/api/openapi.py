@@ -10,6 +10,7 @@ answer the document does not describe (``tests/functional/test_api_fuzz.py``).
 from shop.api.schemas import ERROR_CODES, SCHEMAS, error_schema
 from shop.db import MAX_ROW_ID
 from shop.households.services import CODE_MAX
+from shop.orders.services import ORDER_TOKEN
 
 CHANGES_PAGE_MAX = 200
 _SECONDS = {"type": "integer", "minimum": 0}
@@ -108,7 +109,7 @@ def _query(name: str, schema: dict, description: str = "") -> dict:
     return parameter
 
 
-_TOKEN = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_TOKEN = {"type": "string", "pattern": f"^{ORDER_TOKEN.pattern}$"}
 
 
 def openapi_document() -> dict:

@@ -21,8 +21,6 @@ from shop.orders.services import (
     parse_quantity,
 )
 
-# An order's token as issued (secrets.token_urlsafe); the OpenAPI path parameter's pattern.
-TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HOUSEHOLD_CODE = re.compile(rf"[A-Za-z0-9-]{{0,{CODE_MAX}}}")
 _ROW_ID = re.compile(r"[0-9]{1,10}")
 MAX_CHANGES_PAGE = 200

@@ -22,7 +22,7 @@ class Trace:
 def trace_of(token: str) -> Trace | None:
     """What the public may see of an order by its token (no buyer details but the name
     they chose to appear under)."""
-    order = order_by_token(token) if token and len(token) <= 64 else None
+    order = order_by_token(token)
     if order is None or order.status in ("pending_payment", "cancelled"):
         return None
     items = [

@@ -22,7 +22,7 @@ def invoice_of(order_id: int) -> InvoiceRequest | None:
 
 
 def _order_or_404(token: str):
-    order = order_by_token(token) if len(token) <= 64 else None
+    order = order_by_token(token)
     if order is None:
         abort(404)
     return order

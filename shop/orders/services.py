@@ -40,6 +40,8 @@ MAX_LINES_PER_ORDER = 50
 # re.ASCII: without it \d also matches "３", "٣" and other scripts' digits.
 _PHONE = re.compile(r"1[3-9][0-9]{9}", re.ASCII)
 _ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+# An order's secret token as issued (URL-safe base64); the OpenAPI path pattern too.
+ORDER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MIN_ADDRESS, MAX_ADDRESS, MAX_NAME, MAX_NICKNAME, MAX_ORGANIZATION = 5, 200, 40, 20, 60
 
 
@@ -373,8 +375,15 @@ def place_order(
     return order
 
 
+def is_order_token(token: str) -> bool:
+    """Whether ``token`` has the shape of one the shop issues (``secrets.token_urlsafe``):
+    anything else names no order and never reaches the database (PostgreSQL refuses a
+    NUL in a query parameter)."""
+    return ORDER_TOKEN.fullmatch(token or "") is not None
+
+
 def order_by_token(token: str) -> Order | None:
-    if not token or len(token) > 64:
+    if not is_order_token(token):
         return None
     return db.session.scalar(select(Order).where(Order.token == token))
 

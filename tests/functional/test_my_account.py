@@ -250,3 +250,18 @@ def test_a_shared_impact_card_shows_the_households_and_no_personal_data(app):
     client.post("/account/impact/unshare")
     assert app.test_client().get(link).status_code == 404
     assert app.test_client().get("/impact/not-a-card").status_code == 404
+
+
+def test_the_token_is_found_in_every_link_the_shop_gives_a_buyer():
+    from shop.account.services import _token_in
+
+    token = "AbC-d_9"
+    for pasted in (
+        token,
+        f" {token} ",
+        f"https://shop.example.org/orders/{token}",
+        f"https://shop.example.org/orders/{token}/return?out_trade_no=1",
+        f"https://shop.example.org/trace/{token}#households",
+        f"/orders/{token}/",
+    ):
+        assert _token_in(pasted) == token, pasted
