@@ -56,6 +56,7 @@ from shop.offline.board_sources import register as register_offline_board_source
 from shop.offline.routes import bp as offline_bp
 from shop.orders.routes import bp as orders_bp
 from shop.orders.services import register_paid_hook
+from shop.organisations.routes import bp as organisations_bp
 from shop.payments.refunds import register_refund_hook
 from shop.payments.routes import bp as payments_bp
 from shop.pii import EXTENSION_KEY, PiiCipher
@@ -232,6 +233,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(buyers_bp, url_prefix="/console")
+    app.register_blueprint(organisations_bp)
     if app.config["ALIPAY_SANDBOX"]:
         # The pretend Alipay is a plugin, imported by its configured module name and only
         # here, so no shop code can come to depend on it and production (sandbox off)

@@ -163,6 +163,8 @@ class Config:
         self.UNPAID_UNITS_PER_BUYER = _env_int("UNPAID_UNITS_PER_BUYER", 200)
         self.UNPAID_ORDERS_PER_CLIENT = _env_int("UNPAID_ORDERS_PER_CLIENT", 10)
         self.UNPAID_UNITS_PER_CLIENT = _env_int("UNPAID_UNITS_PER_CLIENT", 500)
+        self.UNPAID_ORDERS_PER_ORGANISATION = _env_int("UNPAID_ORDERS_PER_ORGANISATION", 5)
+        self.UNPAID_UNITS_PER_ORGANISATION = _env_int("UNPAID_UNITS_PER_ORGANISATION", 5000)
         # E-mail (shop/mail): the SMTP server the jobs worker sends the outbox through;
         # without SMTP_HOST development writes messages to the log, production waits.
         self.SMTP_HOST = env.get("SMTP_HOST") or None

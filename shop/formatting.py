@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from shop.money import format_fen, format_fen_plain
+from shop.pii import mask_name, mask_phone
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -24,6 +25,8 @@ def register(app) -> None:
     app.add_template_filter(format_fen_plain, "fen_plain")
     app.add_template_filter(local_time, "localtime")
     app.add_template_filter(json_text, "json_text")
+    app.add_template_filter(mask_name, "mask_name")
+    app.add_template_filter(mask_phone, "mask_phone")
 
 
 def json_text(value) -> str:

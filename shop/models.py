@@ -37,6 +37,12 @@ from shop.jobs.models import JobRun, JobState
 from shop.mail.models import OutboxMessage
 from shop.offline.models import HouseholdIncome, ImportBatch, OfflineSale, SalesSession
 from shop.orders.models import Order, OrderLine, Refund
+from shop.organisations.models import (
+    BulkRecipient,
+    BulkUpload,
+    Organisation,
+    OrganisationMember,
+)
 from shop.payments.models import PaymentNotification
 
 __all__ = [
@@ -53,6 +59,8 @@ __all__ = [
     "BoardPeriod",
     "BoardRank",
     "BoardState",
+    "BulkRecipient",
+    "BulkUpload",
     "BuyerProfile",
     "CartItem",
     "Category",
@@ -70,6 +78,8 @@ __all__ = [
     "OfflineSale",
     "Order",
     "OrderLine",
+    "Organisation",
+    "OrganisationMember",
     "OutboxMessage",
     "PaymentNotification",
     "Payout",

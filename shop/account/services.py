@@ -23,7 +23,7 @@ from shop.errors import UserError
 from shop.extensions import db
 from shop.households.models import Household, Village
 from shop.orders.ledger_view import sale_key
-from shop.orders.models import Order
+from shop.orders.models import Order, OrderLine
 from shop.orders.services import is_order_token
 
 MY_ORDERS_PAGE = 50
@@ -61,16 +61,21 @@ def my_orders(user_id: int, limit: int = MY_ORDERS_PAGE) -> list[Order]:
 
 def my_impact(user_id: int) -> Impact:
     """What the buyer's paid orders gave each household, from the ledger (see above)."""
-    paid = list(
-        db.session.scalars(
-            select(Order).where(
-                Order.user_id == user_id,
-                Order.status.in_(PAID_STATUSES),
-                Order.trade_no.is_not(None),
-            )
-        )
+    return impact_of(Order.user_id == user_id)
+
+
+def impact_of(whose) -> Impact:
+    """What the paid orders matching ``whose`` (an SQL condition on :class:`Order`: one
+    buyer's, one organisation's) gave each household, from the ledger's allocations,
+    refunds subtracted; units are those not restocked by a refund."""
+    paid_where = (whose, Order.status.in_(PAID_STATUSES), Order.trade_no.is_not(None))
+    trade_nos = list(db.session.scalars(select(Order.trade_no).where(*paid_where)))
+    units = db.session.scalar(
+        select(func.coalesce(func.sum(OrderLine.quantity - OrderLine.restocked), 0))
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(*paid_where)
     )
-    keys = [sale_key(order.trade_no) for order in paid]
+    keys = [sale_key(trade_no) for trade_no in trade_nos]
     amounts: dict[str, int] = {}
     if keys:
         sales = select(Transaction.id).where(Transaction.key.in_(keys))
@@ -102,8 +107,8 @@ def my_impact(user_id: int) -> Impact:
     )
     return Impact(
         households=households,
-        paid_orders=len(paid),
-        units=sum(line.quantity - line.restocked for order in paid for line in order.lines),
+        paid_orders=len(trade_nos),
+        units=int(units or 0),
         to_households_fen=sum(amounts.values()),
     )
 

@@ -2,7 +2,8 @@
 
 Registered with the projection in ``create_app`` (``register_source("sale", …)``). The
 buyer is told apart by their phone number (or the order number when there is none),
-only ever as a keyed digest; they appear as they chose when ordering.
+only ever as a keyed digest; they appear as they chose when ordering. An order placed for
+a registered organisation is told apart by the organisation instead.
 """
 
 from sqlalchemy import select
@@ -26,6 +27,10 @@ def online_purchase(session: Session, tx: PostedTransaction) -> Purchase | None:
         order.board_display, organization=order.organization, label=order.board_name
     )
     phone = order.buyer_phone or order.order_no
+    # An organisation's orders, whichever member placed them, are one buyer: counted
+    # once among the buyers and ranked as the organisation with its total.
+    organisation = order.organisation_id
+    buyer_key = f"organisation:{organisation}" if organisation else f"phone:{phone}"
     items = [
         {
             "slug": line.product_slug,
@@ -41,6 +46,6 @@ def online_purchase(session: Session, tx: PostedTransaction) -> Purchase | None:
         identity,
         items,
         order.total_fen,
-        buyer_key=f"phone:{phone}",
-        rank_identity=f"{phone}|{identity.label}",
+        buyer_key=buyer_key,
+        rank_identity=buyer_key if organisation else f"{phone}|{identity.label}",
     )

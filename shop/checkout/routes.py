@@ -1,5 +1,3 @@
-import re
-
 from flask import (
     Blueprint,
     current_app,
@@ -17,20 +15,13 @@ from shop.account import profile
 from shop.cart import services as cart_services
 from shop.cart.routes import cart_owner
 from shop.checkout.forms import CheckoutForm
-from shop.errors import show_on_form
+from shop.errors import UserError, show_on_form
 from shop.orders.holds import Requester
-from shop.orders.services import BuyerDetails, OrderError, PriceChanged, place_order
-from shop.payments.services import payment_url
+from shop.orders.services import BuyerDetails, PriceChanged, place_order
+from shop.organisations import services as organisations
+from shop.payments.services import channel_for, payment_url
 
 bp = Blueprint("checkout", __name__)
-
-_MOBILE = re.compile(r"Mobile|Android|iPhone|iPad|MicroMessenger|AlipayClient", re.I)
-
-
-def channel_for(user_agent: str) -> str:
-    """Phones get Alipay's wap pay (opens the Alipay app); computers get page pay (QR code)."""
-    return "wap" if _MOBILE.search(user_agent or "") else "pc"
-
 
 @bp.route("/checkout", methods=["GET", "POST"])
 def checkout():
@@ -41,6 +32,11 @@ def checkout():
         return redirect(url_for("cart.show"))
     saved = profile.load(user_id) if user_id is not None else None
     form = CheckoutForm(data=None if saved is None or request.method == "POST" else vars(saved))
+    if user_id is not None:
+        form.buy_for.choices += [
+            (m.organisation.id, m.organisation.name)
+            for m in organisations.my_organisations(user_id)
+        ]
     if form.validate_on_submit():
         buyer = BuyerDetails(
             name=form.name.data,
@@ -52,6 +48,7 @@ def checkout():
             email=form.email.data or "",
         )
         try:
+            for_organisation = organisations.ordering_for(user_id, form.buy_for.data)
             order = place_order(
                 cart_services.requested_lines(user_id, session_cart),
                 buyer,
@@ -60,11 +57,12 @@ def checkout():
                 user_id=user_id,
                 requester=Requester(request.remote_addr),
                 locale=str(get_locale()),
+                for_organisation=for_organisation,
             )
         except PriceChanged as error:
             flash(error.message, "error")
             return redirect(url_for("cart.show"))
-        except OrderError as error:
+        except UserError as error:
             if not (error.field and error.field in form):  # not the buyer's details: the cart's
                 flash(error.message, "error")
                 return redirect(url_for("cart.show"))

@@ -14,6 +14,11 @@ a phone, an account    ``UNPAID_ORDERS_PER_BUYER``  ``UNPAID_UNITS_PER_BUYER``
 a client address       ``UNPAID_ORDERS_PER_CLIENT`` ``UNPAID_UNITS_PER_CLIENT``
 =====================  =========================  =============================
 
+An order placed *for a registered organisation* (shop/organisations) is counted
+against that organisation instead — all its members' unpaid orders for it together —
+with ``UNPAID_ORDERS_PER_ORGANISATION`` and ``UNPAID_UNITS_PER_ORGANISATION``: a
+festival order of hundreds of boxes is normal there and must not trip a person's limit.
+
 A client address gets more room than a buyer because many real buyers share one (an
 office, a village service centre, a mobile carrier's NAT). Paying, or the order
 expiring, frees the room at once: only ``pending_payment`` orders whose ``expires_at``
@@ -68,9 +73,15 @@ class HoldKeys:
     phone_digest: str
     client_digest: str | None
     user_id: int | None
+    organisation_id: int | None = None
 
 
-def keys_for(phone: str, user_id: int | None, requester: Requester | None) -> HoldKeys:
+def keys_for(
+    phone: str,
+    user_id: int | None,
+    requester: Requester | None,
+    organisation_id: int | None = None,
+) -> HoldKeys:
     """Digest the phone (normalised already) and the client address of ``requester``."""
     index = cipher().blind_index
     address = requester.client_address if requester else None
@@ -78,6 +89,7 @@ def keys_for(phone: str, user_id: int | None, requester: Requester | None) -> Ho
         phone_digest=index("phone:" + phone),
         client_digest=index("client:" + address) if address else None,
         user_id=user_id,
+        organisation_id=organisation_id,
     )
 
 
@@ -110,6 +122,19 @@ def check_room(keys: HoldKeys, units: int, now: datetime) -> Refusal | None:
     held until it ends).
     """
     config = current_app.config
+    if keys.organisation_id is not None:
+        # An organisation's festival order is one buyer's hundreds of boxes: counted
+        # against the organisation (all its members together), not the person or the
+        # office network that places it.
+        checks = [
+            (
+                Order.organisation_id == keys.organisation_id,
+                config["UNPAID_ORDERS_PER_ORGANISATION"],
+                config["UNPAID_UNITS_PER_ORGANISATION"],
+                f"organisation:{keys.organisation_id}",
+            )
+        ]
+        return _first_refusal(checks, units, now)
     checks = [
         (
             Order.phone_digest == keys.phone_digest,
@@ -136,6 +161,13 @@ def check_room(keys: HoldKeys, units: int, now: datetime) -> Refusal | None:
                 "client:" + keys.client_digest,
             )
         )
+    return _first_refusal(checks, units, now)
+
+
+def _first_refusal(checks: list, units: int, now: datetime) -> Refusal | None:
+    """Lock each check's key (PostgreSQL), then the first limit an order of ``units``
+    more would break, or ``None``."""
+    config = current_app.config
     if db.session.get_bind().dialect.name == "postgresql":
         for name in sorted(check[3] for check in checks):
             _advisory_lock(name)

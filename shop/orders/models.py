@@ -51,6 +51,9 @@ class Order(db.Model):
     board_display: Mapped[str] = mapped_column(String(12), default="masked")
     board_name: Mapped[str] = mapped_column(String(40))
     organization: Mapped[str] = mapped_column(String(120), default="")
+    # Set when a member ordered for a registered organisation (shop/organisations):
+    # the love board then counts the organisation as the buyer.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"), index=True)
     # Keyed digests (never the values) that unpaid-order limits count by; see
     # shop/orders/holds.py. NULL for orders placed before the limits or by staff tools.
     phone_digest: Mapped[str | None] = mapped_column(String(64), index=True)

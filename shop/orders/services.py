@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -89,6 +89,15 @@ class BuyerDetails:
     nickname: str = ""
     organization: str = ""
     email: str = ""  # optional: where the order's e-mails go (shop/mail)
+
+
+@dataclass(frozen=True)
+class ForOrganisation:
+    """The registered organisation an order is placed for (shop/organisations): its id
+    and name as the love board shows it. The caller has checked the membership."""
+
+    id: int
+    name: str
 
 
 @dataclass
@@ -266,11 +275,18 @@ def place_order(
     now: datetime | None = None,
     requester: Requester | None = None,
     locale: str = "zh_Hans_CN",
+    for_organisation: ForOrganisation | None = None,
+    attach: Callable[[Order], None] | None = None,
 ) -> Order:
     """Create a pending order and reserve its stock, all or nothing, and commit.
 
     ``requester`` (the public doors: checkout and the API pass one) subjects the order
-    to the unpaid-order limits of :mod:`shop.orders.holds`. Raises :class:`OrderError`
+    to the unpaid-order limits of :mod:`shop.orders.holds`. ``for_organisation``: the
+    order is the organisation's (its name is the buyer's organisation; unless the buyer
+    chose to be anonymous, the love board shows the organisation's name, and the
+    organisation's unpaid-order limits apply). ``attach`` is called with the new order
+    (flushed, so it has an id) inside the same transaction, for rows that must exist
+    exactly when the order does; what it raises undoes the order. Raises :class:`OrderError`
     (bad input, empty cart), :class:`TooManyUnpaid`, :class:`UnknownProduct` (missing
     or unpublished), :class:`PriceChanged` (the buyer saw another price) or
     :class:`OutOfStock`. Nothing is written when it raises.
@@ -285,7 +301,13 @@ def place_order(
     if channel not in ("pc", "wap", "api"):
         raise OrderError(_("不支持的支付渠道。"), field="channel")
 
-    keys = holds.keys_for(buyer.phone, user_id, requester)
+    organisation_id = for_organisation.id if for_organisation else None
+    keys = holds.keys_for(buyer.phone, user_id, requester, organisation_id)
+    label = public_identity(buyer.board_display, buyer.name, buyer.nickname).label
+    if for_organisation is not None:
+        buyer = replace(buyer, organization=for_organisation.name)
+        if buyer.board_display != "anonymous":
+            label = public_identity(buyer.board_display, label=for_organisation.name).label
     with transaction(db.session):
         if requester is not None:
             # Before any product row is locked (see shop/orders/holds.py).
@@ -354,8 +376,9 @@ def place_order(
             phone_last4=buyer.phone[-4:],
             shipping_address=buyer.address,
             board_display=buyer.board_display,
-            board_name=public_identity(buyer.board_display, buyer.name, buyer.nickname).label,
+            board_name=label,
             organization=buyer.organization,
+            organisation_id=organisation_id,
             email=buyer.email or None,
             locale=locale,
             phone_digest=keys.phone_digest,
@@ -369,6 +392,9 @@ def place_order(
             lines=order_lines,
         )
         db.session.add(order)
+        if attach is not None:
+            db.session.flush()
+            attach(order)
         mail_events.order_placed(order)
         crash_point("checkout.stock_reserved")
     log.info("order %s placed: %d fen, %d lines", order.order_no, order.total_fen, len(order_lines))

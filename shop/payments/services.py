@@ -7,6 +7,7 @@ and goes through the same :func:`shop.orders.services.apply_payment`.
 
 import json
 import logging
+import re
 from datetime import timedelta
 
 from flask import current_app, url_for
@@ -23,6 +24,13 @@ from shop.payments.models import PaymentNotification
 log = logging.getLogger("shop.payments")
 
 NOTIFY_PATH = "/payments/alipay/notify"
+
+_MOBILE = re.compile(r"Mobile|Android|iPhone|iPad|MicroMessenger|AlipayClient", re.I)
+
+
+def channel_for(user_agent: str) -> str:
+    """Phones get Alipay's wap pay (opens the Alipay app); computers get page pay (QR code)."""
+    return "wap" if _MOBILE.search(user_agent or "") else "pc"
 
 
 def _absolute(path: str) -> str:

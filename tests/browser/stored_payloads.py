@@ -78,6 +78,8 @@ class Seeded:
     categories: list = field(default_factory=list)
     batches: list[int] = field(default_factory=list)
     photo: str = ""
+    organisation_id: int = 0
+    invite_code: str = ""
 
 
 def logged_in(app, username: str):
@@ -278,3 +280,31 @@ def seed_payouts(app, admin) -> None:
     ok(admin.post("/admin/payouts/run"), "payout batch")
     approve_pending()
     assert _count(Payout, Payout.status == "paid") == N, "not every household was paid"
+
+
+def seed_organisation(app, seeded: Seeded) -> None:
+    """A caring unit registered by the auditor (who walks its pages as its administrator)
+    through the form, and its recipients CSV placed and paid: payloads in the unit's
+    name and contact, and in every recipient's name and address."""
+    from shop.organisations.models import BulkRecipient, Organisation
+
+    auditor = logged_in(app, "auditor")
+    form = {"name": fit(1, 60), "credit_code": "91350100M000100Y43",
+            "contact_name": fit(2, 40), "contact_phone": "13700001111"}  # fmt: skip
+    ok(auditor.post("/organisations/new", data=form), "organisation")
+    organisation = newest(Organisation)
+    seeded.organisation_id, seeded.invite_code = organisation.id, organisation.invite_code
+    product = seeded.products[0]
+    rows = [[fit(i, 40), f"1370000{i:04d}", fit(i + 1, 200), product.slug, "1"] for i in range(N)]
+    content = _csv(["收货人", "手机号", "收货地址", "商品", "数量"], rows)
+    response = auditor.post(
+        f"/organisations/{organisation.id}/bulk",
+        data={"recipients": (io.BytesIO(content), "list.csv"), "contact_name": fit(3, 40),
+              "contact_phone": "13700001111", "board_display": "masked"},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    ok(response, "bulk order")
+    assert _count(BulkRecipient) == N, "the recipients were not all written"
+    order = newest(Order)
+    apply_payment(order.order_no, "TXSSBULK", order.total_fen, paid=True)
+    seeded.orders.append(order)

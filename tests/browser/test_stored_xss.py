@@ -67,6 +67,7 @@ from tests.browser.stored_payloads import (
     seed_households,
     seed_offline,
     seed_orders,
+    seed_organisation,
     seed_payouts,
     seed_people_and_places,
     seed_products,
@@ -117,6 +118,7 @@ SHOWN = {
     "/results": ("villages and products", PAYLOADS),
     "/changes": ("approved changes", PAYLOADS),
     "/orders/": ("the buyer's own name, address, carrier", PAYLOADS),
+    "/organisations/": ("the unit's name on its pages", [PAYLOADS[1]]),
     "/cart": ("the product the buyer left in the cart", [PAYLOADS[3]]),
     "/checkout": ("the cart's product, again", [PAYLOADS[3]]),
     "checkout refused": ("what the buyer typed, given back", [PAYLOADS[6], PAYLOADS[8]]),
@@ -167,6 +169,11 @@ def detail_urls(app, seeded: Seeded) -> dict[str, list[dict]]:
         "approvals.detail": [{"proposal_id": pid} for pid in proposals],
         "offline.batch": [{"batch_id": b} for b in seeded.batches],
         "media.photo": [{"filename": seeded.photo}],
+        **{
+            f"organisations.{name}": [{"organisation_id": seeded.organisation_id}]
+            for name in ("show", "impact", "bulk_order")
+        },
+        "organisations.join": [{"code": seeded.invite_code}],
     }
 
 
@@ -326,6 +333,7 @@ def test_no_stored_payload_runs_and_each_is_shown_as_text(app, desk):
         seed_rules(admin, checker, seeded)
         seed_orders(app, staff, seeded)
         seed_offline(staff, seeded)
+        seed_organisation(app, seeded)
         seed_payouts(app, admin)
 
         walk = Walk(desk, base_url)

@@ -44,6 +44,13 @@ ACCESS = {
     "account.public_impact": "public", "account.api_tokens": "login",
     "account.revoke_api_token": "login",
     "account.impact": "login", "account.reorder": "login", "account.claim": "login",
+    # an organisation's pages: signed in, then members only (404 for anyone else,
+    # tests/functional/test_organisations.py)
+    "organisations.mine": "login", "organisations.register": "login",
+    "organisations.show": "login", "organisations.impact": "login",
+    "organisations.new_invite": "login", "organisations.remove_member": "login",
+    "organisations.join": "login", "organisations.bulk_order": "login",
+    "organisations.bulk_template": "public",
     # the village team's console
     "console.dashboard": "staff", "console.products": "staff",
     "console.new_product": "staff", "console.edit_product": "staff",
@@ -57,7 +64,8 @@ ACCESS = {
     "offline.confirm_batch": "staff", "offline.income_page": "staff",
     "offline.upload_income": "staff", "offline.income_roster": "staff",
     "offline.income_template": "staff", "offline.reports": "staff",
-    "buyers.index": "staff", "buyers.export": "staff", "invoices.queue": "staff",
+    "buyers.index": "staff", "buyers.export": "staff", "buyers.parcels": "staff",
+    "invoices.queue": "staff",
     "invoices.issue": "staff", "invoices.staff_pdf": "staff",
     "approvals.index": "staff", "approvals.detail": "staff",
     # money and the register: admins only

@@ -20,6 +20,8 @@ from shop.extensions import db
 from shop.households.models import Household
 from shop.households.services import HouseholdInput, id_check_char
 from shop.orders.services import apply_payment
+from shop.organisations import bulk
+from shop.organisations import services as organisations
 from tests.builders import buyer, make_household, make_order, make_user
 
 # Only staff, admins and the pretend Alipay see these; they are checked by role tests.
@@ -37,6 +39,8 @@ BUYER_ADDRESS = "陕西省西安市幸福路88号"
 ANONYMOUS_NAME = "诸葛红梅"
 ANONYMOUS_NICKNAME = "红梅花开"
 ANONYMOUS_ORG = "诸葛梅园科技有限公司"
+ORG_CONTACT, ORG_PHONE = "慕容经理", "13700006789"
+RECIPIENT, RECIPIENT_PHONE, RECIPIENT_ADDRESS = "慕容秋水", "13700004321", "福建省福州市秋水路9号"
 
 
 def public_arguments(seeded) -> dict:
@@ -53,6 +57,12 @@ def public_arguments(seeded) -> dict:
         "boards.trace_qr": [{"token": seeded["token"]}],
         "catalog.product_qr": [{"slug": slug} for slug in seeded["product_slugs"]],
         "boards.verifier_source": [{"name": "verify"}, {"name": "canonical"}],
+        # Members only: the public walk is sent to log in.
+        **{
+            f"organisations.{name}": [{"organisation_id": seeded["organisation_id"]}]
+            for name in ("show", "impact", "bulk_order")
+        },
+        "organisations.join": [{"code": seeded["invite_code"]}],
     }
 
 
@@ -98,7 +108,30 @@ def seeded(app):
     )
     apply_payment(anonymous.order_no, "2026112522001400000002", anonymous.total_fen, paid=True)
     households = list(db.session.scalars(select(Household)))
+    # A caring enterprise's bulk order, paid: the love board shows the organisation; its
+    # contact and its recipients never appear anywhere public.
+    organisation = organisations.register(
+        account.id, "慕容爱心实业有限公司", "91350100M000100Y43", ORG_CONTACT, ORG_PHONE
+    )
+    rows = bulk.read_rows(
+        f"收货人,手机号,收货地址,商品,数量\n{RECIPIENT},{RECIPIENT_PHONE},{RECIPIENT_ADDRESS},"
+        f"{wine.slug},1\n".encode()
+    )
+    placed = bulk.place_bulk_order(
+        rows,
+        organisations.ordering_for(account.id, organisation.id),
+        buyer(name=ORG_CONTACT, phone=ORG_PHONE, address=""),
+        account.id,
+        "pc",
+        30,
+    )
+    order_for_unit = placed.order
+    apply_payment(
+        order_for_unit.order_no, "2026112522001400000003", order_for_unit.total_fen, paid=True
+    )
     return {
+        "organisation_id": organisation.id,
+        "invite_code": organisation.invite_code,
         "household_secrets": [
             secret
             for h in households
@@ -119,6 +152,11 @@ def seeded(app):
             ANONYMOUS_NICKNAME,
             ANONYMOUS_ORG,
             "13700001111",
+            ORG_CONTACT,
+            ORG_PHONE,
+            RECIPIENT,
+            RECIPIENT_PHONE,
+            RECIPIENT_ADDRESS,
         ],
         "household_codes": [h.code for h in households],
         "anonymous_token": anonymous.token,
