@@ -12,7 +12,11 @@ Inside the package, imports run one way: ``base``, ``errors``, ``kinds``, ``cano
 and ``allocation`` depend on nothing; ``models`` (which arms ``guard``) on ``base``;
 ``accounts`` and ``chain`` on ``models``; ``append`` on those; ``posting`` on
 ``append``; ``rules``, ``sales``, ``income``, ``payouts``, ``statements``, ``export``
-and ``audit`` on ``posting`` and below; ``verify`` only on ``canonical``.
+and ``audit`` on ``posting`` and below; ``verify`` only on ``canonical``. The Merkle
+tree: ``merkle`` and ``tree_head`` (signed heads; ``cryptography``) depend on nothing,
+``tree`` (the stored tree, which ``append`` writes) on ``models``, ``merkle`` and
+``tree_head``; ``witness`` (a standalone command, like ``verify``) on ``merkle`` and
+``tree_head`` only.
 """
 
 from importlib import import_module
@@ -120,6 +124,34 @@ _EXPORTS = {
     "ledger.export": ("head", "iter_export", "iter_export_lines", "transaction_dict"),
     "ledger.audit": ("AuditResult", "verify_database"),
     "ledger.verify": ("Report", "verify_lines", "verify_records"),
+    "ledger.merkle": (
+        "EMPTY_ROOT",
+        "ProofError",
+        "leaf_hash",
+        "verify_consistency",
+        "verify_inclusion",
+    ),
+    "ledger.tree_head": (
+        "head_message",
+        "key_id",
+        "load_or_create_private_key",
+        "public_key_raw",
+        "sign_head",
+        "utc_timestamp",
+        "verify_head",
+    ),
+    "ledger.tree": (
+        "TreeHead",
+        "TreeNode",
+        "check_tree",
+        "consistency_path",
+        "head_at",
+        "inclusion_path",
+        "latest_head",
+        "leaf_count",
+        "publish_head",
+        "tree_root",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -2,8 +2,9 @@
 
 :func:`append` runs after the caller took the head's lock (``ledger.chain.lock_head``)
 and found every key new under it. It checks overdraws item by item before anything is
-written, hashes each transaction onto the previous one, then writes everything in a
-constant number of statements — on PostgreSQL one. Amounts are integer fen.
+written, hashes each transaction onto the previous one, then writes everything — the
+Merkle tree's new nodes too (ledger/tree.py) — in a constant number of statements, on
+PostgreSQL one. Amounts are integer fen.
 """
 
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ledger import tree
 from ledger.accounts import AccountRef, account_refs
 from ledger.base import utcnow
 from ledger.canonical import chain_hash, format_time
@@ -66,6 +68,9 @@ _PG_APPEND = text(
     " CAST(:line_rules AS integer[]), CAST(:line_quantities AS integer[]),"
     " CAST(:line_totals AS integer[]), CAST(:line_shares AS integer[]),"
     " CAST(:line_remainders AS varchar[]))"
+    "), tree_nodes AS ("
+    " INSERT INTO ledger_tree_node (node, hash)"
+    " SELECT * FROM unnest(CAST(:node_keys AS bigint[]), CAST(:node_hashes AS bytea[]))"
     ") SELECT COUNT(*) FROM shifted"
 )
 
@@ -225,10 +230,12 @@ def append(
         if row["key"] in posted
     ]
 
+    # The Merkle tree grows with the chain, in the same statement (ledger/tree.py).
+    nodes = tree.nodes_for_append(session, head_count, [t["hash"] for t in transactions])
     write = (
         _write_postgresql if session.get_bind().dialect.name == "postgresql" else _write_portable
     )
-    changed = write(session, transactions, entry_rows, changes, from_sales, line_rows)
+    changed = write(session, transactions, entry_rows, changes, from_sales, line_rows, nodes)
     session.info[APPENDED] = True
     if changed != len(changes):
         # Backstop for balances changed behind the lock's back (raw SQL): the checks
@@ -239,9 +246,12 @@ def append(
     return posted
 
 
-def _write_postgresql(session, transactions, entry_rows, changes, from_sales, line_rows) -> int:
-    """Transactions, entries, balances, the head and sale lines in one statement (one
-    round trip, a constant text the server prepares once). Returns the accounts updated."""
+def _write_postgresql(
+    session, transactions, entry_rows, changes, from_sales, line_rows, nodes
+) -> int:
+    """Transactions, entries, balances, the head, sale lines and tree nodes in one
+    statement (one round trip, a constant text the server prepares once). Returns the
+    accounts updated."""
     ids = sorted(changes)
     columns = list(zip(*entry_rows, strict=True))
 
@@ -276,11 +286,15 @@ def _write_postgresql(session, transactions, entry_rows, changes, from_sales, li
             "line_totals": line_values("line_total_fen"),
             "line_shares": line_values("share_fen"),
             "line_remainders": line_values("remainder_account"),
+            "node_keys": [tree.node_key(level, idx) for level, idx, _h in nodes],
+            "node_hashes": [digest for _l, _i, digest in nodes],
         },
     ).scalar_one()
 
 
-def _write_portable(session, transactions, entry_rows, changes, from_sales, line_rows) -> int:
+def _write_portable(
+    session, transactions, entry_rows, changes, from_sales, line_rows, nodes
+) -> int:
     """The same writes as plain statements (SQLite: in-process, no round trips)."""
     session.execute(insert(_TRANSACTION), transactions)
     session.execute(
@@ -315,4 +329,5 @@ def _write_portable(session, transactions, entry_rows, changes, from_sales, line
     )
     if line_rows:
         session.execute(insert(_SALE_LINE), line_rows)
+    tree.write_nodes(session, nodes)
     return changed

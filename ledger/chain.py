@@ -30,9 +30,13 @@ _ADVANCE_HEAD = (
     .values(count=bindparam("new_count"), hash=bindparam("new_hash"))
 )
 _PG_LOCK_HEAD_AND_FIND = text(
-    "SELECT head_count, head_hash, posted_ids"
+    "SELECT head_count, head_hash, posted_ids, peak_nodes, peak_hashes"
     " FROM ledger_lock_head(CAST(:wanted_keys AS varchar[]))"
 )
+# ``session.info`` key: (head count, {node key: hash}) — the Merkle tree's peaks read
+# with the head's lock (PostgreSQL, migration 0019), for ledger.tree to grow the tree
+# from without another query. Valid only for that count, in that transaction.
+TREE_PEAKS = "ledger_tree_peaks"
 
 # ``session.info`` key set to True when the session appends to the chain; whoever
 # follows the ledger (the shop's boards) pops it at commit or rollback.
@@ -55,17 +59,22 @@ def lock_head_and_find(
     session: Session, keys: Sequence[str]
 ) -> tuple[tuple[int, str], dict[str, Transaction]]:
     """Take the chain head's lock (as :func:`lock_head`) and return the head and the
-    transactions already posted under ``keys``, looked up after the lock was granted:
-    a twin that posted one of them a moment ago is seen. On PostgreSQL both happen in
-    one round trip (``ledger_lock_head``, migration 0008)."""
+        transactions already posted under ``keys``, looked up after the lock was granted:
+        a twin that posted one of them a moment ago is seen. On PostgreSQL both happen in
+        one round trip (``ledger_lock_head``, migrations 0008 and 0019, which also hands over the
+    Merkle tree's peaks: :data:`TREE_PEAKS`)."""
     if session.get_bind().dialect.name != "postgresql":
         return lock_head(session), find_many(session, keys)
-    head_count, head_hash, posted_ids = session.execute(
+    head_count, head_hash, posted_ids, peak_nodes, peak_hashes = session.execute(
         _PG_LOCK_HEAD_AND_FIND, {"wanted_keys": list(keys)}
     ).one()
     if head_count is None:  # no head row (a database emptied by hand)
         return lock_head(session), find_many(session, keys)
     forget(session, LedgerHead, [1])
+    session.info[TREE_PEAKS] = (
+        int(head_count),
+        {int(node): bytes(digest) for node, digest in zip(peak_nodes, peak_hashes, strict=True)},
+    )
     existing = {}
     if posted_ids:
         existing = {

@@ -15,6 +15,14 @@ It then prints the head (count and last hash — compare it with
 ``/api/v1/ledger/head``) and every account's balance recomputed from the entries.
 Exit status 0 when everything holds, 1 at the first problem (named with its line).
 
+``--tree-head FILE`` (repeatable): a signed tree head saved from
+``/api/v1/ledger/tree-head`` (the JSON as served). The Merkle root (RFC 6962: leaf i is
+line i, its data the transaction's hash as bytes; leaf = sha256(0x00 ‖ data), node =
+sha256(0x01 ‖ left ‖ right)) of the head's first ``tree_size`` lines is recomputed and
+must equal its ``root_hash``. With ``--public-key`` (base64, from
+``/api/v1/ledger/public-key``) and the ``cryptography`` package installed, the head's
+Ed25519 signature is checked too; without them the verifier says it was not.
+
 ``--head HASH`` (repeatable): a head you recorded from ``/api/v1/ledger/head``, at any
 time before the export was taken. It must be the hash of one of the file's
 transactions (or the empty chain's 64 zeros), or the check fails: an export cut
@@ -23,12 +31,14 @@ change), cannot pass.
 
 This file and ``ledger/canonical.py`` (the canonical form and the hash) import only the
 standard library (Python 3.8 or newer), so an auditor can copy the two files and run
-them anywhere.
+them anywhere; ``cryptography``, if installed, is used for ``--public-key`` alone.
 """
 
 from __future__ import annotations  # runs on Python 3.8 and newer
 
 import argparse
+import base64
+import hashlib
 import json
 import sys
 from collections import defaultdict
@@ -40,6 +50,13 @@ try:
 except ImportError:  # copied next to canonical.py, outside this package
     from canonical import GENESIS_HASH, chain_hash
 
+try:  # optional: only to check a signed tree head's signature (--public-key)
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+except ImportError:
+    InvalidSignature = ValueError
+    Ed25519PublicKey = None
+
 
 @dataclass
 class Report:
@@ -50,6 +67,31 @@ class Report:
     problem: str = ""
     # hash → id of the transaction that carries it, for the heads the caller looks for.
     heads_found: dict[str, int] = field(default_factory=dict)
+    # tree size → Merkle root (hex) of the first that many lines, for the sizes asked.
+    roots: dict[int, str] = field(default_factory=dict)
+
+
+class _MerkleRoot:
+    """The RFC 6962 root of a growing list of leaves in O(log n) memory: one complete
+    subtree per set bit of the count, merged as they fill."""
+
+    def __init__(self):
+        self.peaks: list[tuple[int, bytes]] = []  # (level, hash), largest first
+
+    def add(self, data: bytes) -> None:
+        level, digest = 0, hashlib.sha256(b"\x00" + data).digest()
+        while self.peaks and self.peaks[-1][0] == level:
+            digest = hashlib.sha256(b"\x01" + self.peaks.pop()[1] + digest).digest()
+            level += 1
+        self.peaks.append((level, digest))
+
+    def root(self) -> bytes:
+        if not self.peaks:
+            return hashlib.sha256(b"").digest()
+        digest = self.peaks[-1][1]
+        for _level, left in reversed(self.peaks[:-1]):
+            digest = hashlib.sha256(b"\x01" + left + digest).digest()
+        return digest
 
 
 def _is_int(value) -> bool:
@@ -90,13 +132,21 @@ def _problem(report: Report, keys: set[str], tx: dict) -> str | None:
 
 
 def verify_records(
-    records: Iterable[tuple[int, dict | str]], unit: str = "line", heads: Iterable[str] = ()
+    records: Iterable[tuple[int, dict | str]],
+    unit: str = "line",
+    heads: Iterable[str] = (),
+    tree_sizes: Iterable[int] = (),
 ) -> Report:
     """Check (number, transaction) pairs in order — a transaction is an export dict or
     its JSON text; stop at the first problem, named "<unit> <number>: …". ``heads``:
-    hashes to look for (found ones land in ``heads_found``)."""
+    hashes to look for (found ones land in ``heads_found``); ``tree_sizes``: sizes whose
+    Merkle root to compute (in ``roots``)."""
     wanted = set(heads)
+    sizes = set(tree_sizes)
+    tree = _MerkleRoot()
     report = Report()
+    if 0 in sizes:
+        report.roots[0] = tree.root().hex()
     if GENESIS_HASH in wanted:
         # The empty chain's head (an export taken before the first posting), before id 1.
         report.heads_found[GENESIS_HASH] = 0
@@ -116,16 +166,64 @@ def verify_records(
             report.balances[entry["account"]] += entry["amount_fen"]
         report.count = tx["id"]
         report.head_hash = tx["hash"]
+        if sizes:
+            tree.add(bytes.fromhex(tx["hash"]))
+            if report.count in sizes:
+                report.roots[report.count] = tree.root().hex()
         if tx["hash"] in wanted:
             report.heads_found[tx["hash"]] = tx["id"]
     return report
 
 
-def verify_lines(lines: Iterable[str], heads: Iterable[str] = ()) -> Report:
+def verify_lines(
+    lines: Iterable[str], heads: Iterable[str] = (), tree_sizes: Iterable[int] = ()
+) -> Report:
     """Check an export line by line (blank lines are skipped); stop at the first problem."""
     return verify_records(
-        ((n, raw) for n, raw in enumerate(lines, start=1) if raw.strip()), heads=heads
+        ((n, raw) for n, raw in enumerate(lines, start=1) if raw.strip()),
+        heads=heads,
+        tree_sizes=tree_sizes,
     )
+
+
+def _signature_note(head: dict, public_key: str | None) -> str | None:
+    """None if the head's signature holds (or cannot be checked: the note says which);
+    else what is wrong. Needs the ``cryptography`` package, which this file does not."""
+    if not public_key:
+        return None
+    if Ed25519PublicKey is None:
+        return None
+    message = json.dumps(
+        {k: head[k] for k in ("root_hash", "timestamp", "tree_size")},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode("utf-8")
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+        if hashlib.sha256(raw).hexdigest() != head.get("key_id"):
+            return "its key_id is not the public key given"
+        Ed25519PublicKey.from_public_bytes(raw).verify(
+            base64.b64decode(head["signature"], validate=True), message
+        )
+    except (InvalidSignature, ValueError, TypeError, KeyError):
+        return "its signature does not verify with the public key given"
+    return None
+
+
+def _can_check_signatures() -> bool:
+    return Ed25519PublicKey is not None
+
+
+def _read_tree_heads(paths: list[str]) -> list[dict]:
+    heads = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            head = json.load(handle)
+        if not (isinstance(head, dict) and _is_int(head.get("tree_size"))
+                and isinstance(head.get("root_hash"), str)):  # fmt: skip
+            raise ValueError(f"{path} is not a signed tree head")
+        heads.append(head)
+    return heads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,13 +239,28 @@ def main(argv: list[str] | None = None) -> int:
         help="a head hash recorded earlier from /api/v1/ledger/head (repeatable): it must "
         "be the hash of one of the file's transactions",
     )
+    parser.add_argument(
+        "--tree-head",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a signed tree head saved from /api/v1/ledger/tree-head (repeatable): the "
+        "Merkle root of its first tree_size lines must be its root_hash",
+    )
+    parser.add_argument(
+        "--public-key",
+        metavar="B64",
+        help="the log's key from /api/v1/ledger/public-key, to check tree head signatures "
+        "(needs the cryptography package)",
+    )
     args = parser.parse_args(argv)
     heads = [head.strip().lower() for head in args.head]
     try:
+        tree_heads = _read_tree_heads(args.tree_head)
         with open(args.export, encoding="utf-8") as handle:
-            report = verify_lines(handle, heads)
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"FAILED cannot read {args.export}: {error}")
+            report = verify_lines(handle, heads, [h["tree_size"] for h in tree_heads])
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"FAILED cannot read the input: {error}")
         return 1
     if not report.ok:
         print(f"FAILED {report.problem}")
@@ -160,7 +273,29 @@ def main(argv: list[str] | None = None) -> int:
             "up to it was rewritten"
         )
         return 1
+    for tree_head in tree_heads:
+        size = tree_head["tree_size"]
+        if size not in report.roots:
+            print(f"FAILED the signed head of size {size} is larger than this export "
+                  f"({report.count} transactions)")  # fmt: skip
+            return 1
+        if report.roots[size] != tree_head["root_hash"]:
+            print(f"FAILED the Merkle root of the first {size} transactions is "
+                  f"{report.roots[size]}, not the signed head's {tree_head['root_hash']}: "
+                  "this export is not the history that head was signed for")  # fmt: skip
+            return 1
+        wrong = _signature_note(tree_head, args.public_key)
+        if wrong:
+            print(f"FAILED the signed head of size {size}: {wrong}")
+            return 1
     print(f"OK {report.count} transactions, head {report.head_hash}")
+    for tree_head in tree_heads:
+        checked = args.public_key and _can_check_signatures()
+        print(
+            f"tree head {tree_head['tree_size']}: root {tree_head['root_hash']} matches"
+            + ("; signature valid" if checked else "; signature not checked (give "
+               "--public-key and install cryptography, or run python -m ledger.witness)")
+        )  # fmt: skip
     for head in heads:
         print(f"head {head} is transaction {report.heads_found[head]}")
     for account in sorted(report.balances):

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ledger import verify_database
+from ledger import check_tree, verify_database
 from shop.audit.log import acting_as
 from shop.audit.verify import verify_audit
 from shop.auth.services import AccountError, create_user
@@ -19,6 +19,7 @@ from shop.jobs.runner import job_status_lines, run_due, run_forever
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import reconcile
 from shop.payouts.services import finish_in_flight, plan_batch
+from shop.transparency import services as transparency
 
 users_cli = AppGroup("users", help="Manage staff and admin accounts.")
 demo_cli = AppGroup("demo", help="The demo programme (双井村).")
@@ -77,10 +78,26 @@ def payments_reconcile(older_than: int) -> None:
 def ledger_verify() -> None:
     """Recompute every hash, zero sum and balance; exit 1 naming any mismatch."""
     result = verify_database(db.session)
-    if result.ok:
+    tree_problems = check_tree(db.session)
+    if result.ok and not tree_problems:
         click.echo(f"OK {result.count} transactions, head {result.head_hash}")
+        click.echo("OK Merkle tree: every node and every signed head matches the chain")
         return
-    _fail_naming(result.problems)
+    _fail_naming([*result.problems, *tree_problems])
+
+
+@ledger_cli.command("public-key")
+def ledger_public_key() -> None:
+    """Print the key that signs the ledger's tree heads (base64, and its key id)."""
+    key = transparency.public_key_json()
+    click.echo(f"{key['algorithm']} {key['public_key']} key_id {key['key_id']}")
+
+
+@ledger_cli.command("sign-head")
+def ledger_sign_head() -> None:
+    """Sign a tree head now if the tree grew (the jobs worker does it every minute)."""
+    head = transparency.publish()
+    click.echo(f"signed {head}" if head else "unchanged: the latest head covers the tree")
 
 
 @payouts_cli.command("run")
@@ -101,8 +118,11 @@ def payouts_run(threshold_fen: int | None) -> None:
     click.echo(
         f"{len(plan.lines)} households are due {plan.total_fen} fen: an admin proposes the "
         "batch in /admin/payouts and a second admin approves it"
-        + (f"; {len(plan.recent_card)} with a recently changed card need their own approval"
-           if plan.recent_card else "")
+        + (
+            f"; {len(plan.recent_card)} with a recently changed card need their own approval"
+            if plan.recent_card
+            else ""
+        )
     )
     if not report.finished:
         raise SystemExit(1)

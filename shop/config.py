@@ -137,6 +137,9 @@ class Config:
         self.ALIPAY_APP_ID = env.get("ALIPAY_APP_ID") or "2021000000000001"
         self.ALIPAY_APP_PRIVATE_KEY_FILE = env.get("ALIPAY_APP_PRIVATE_KEY_FILE") or None
         self.ALIPAY_PUBLIC_KEY_FILE = env.get("ALIPAY_PUBLIC_KEY_FILE") or None
+        # Ed25519 key that signs the ledger's tree heads; default: generated into the
+        # instance folder on first use. Never in the database.
+        self.LEDGER_SIGNING_KEY_FILE = env.get("LEDGER_SIGNING_KEY_FILE") or None
         self.ALIPAY_GATEWAY_URL = env.get("ALIPAY_GATEWAY_URL") or None
         # Checked on notifications only when set (the PID of the merchant's Alipay account).
         self.ALIPAY_SELLER_ID = env.get("ALIPAY_SELLER_ID") or None
@@ -190,6 +193,8 @@ class Config:
         self.EXPIRE_EVERY_SECONDS = _env_int("EXPIRE_EVERY_SECONDS", 60)
         self.RECONCILE_EVERY_SECONDS = _env_int("RECONCILE_EVERY_SECONDS", 300)
         self.BOARDS_FOLLOW_EVERY_SECONDS = _env_int("BOARDS_FOLLOW_EVERY_SECONDS", 60)
+        # A signed tree head of the ledger's Merkle tree whenever it grew (shop/transparency).
+        self.TREE_HEAD_EVERY_SECONDS = _env_int("TREE_HEAD_EVERY_SECONDS", 60)
         self.PAYOUTS_AT = env.get("PAYOUTS_AT", "10:00").strip()
         if self.PAYOUTS_AT and not _CLOCK.fullmatch(self.PAYOUTS_AT):
             raise UnsafeConfiguration(

@@ -12,6 +12,8 @@ from ledger import (
     RuleHousehold,
     SaleLineRecord,
     Transaction,
+    TreeHead,
+    TreeNode,
 )
 from shop.account.card import ImpactCard
 from shop.account.profile import BuyerProfile
@@ -90,6 +92,8 @@ __all__ = [
     "SaleLineRecord",
     "SalesSession",
     "Transaction",
+    "TreeHead",
+    "TreeNode",
     "User",
     "Village",
 ]

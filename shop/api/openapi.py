@@ -110,6 +110,8 @@ def _query(name: str, schema: dict, description: str = "") -> dict:
 
 
 _TOKEN = {"type": "string", "pattern": f"^{ORDER_TOKEN.pattern}$"}
+# A tree size or transaction id in a query: ASCII digits, at most 18 (a bigint).
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
 
 
 def openapi_document() -> dict:
@@ -292,6 +294,58 @@ def openapi_document() -> dict:
                 {
                     "description": "JSON lines, each a LedgerTransaction",
                     "content": {"application/x-ndjson": {"schema": _ref("LedgerTransaction")}},
+                },
+            ),
+            "/ledger/tree-head": _read(
+                "getTreeHead",
+                "The latest signed head of the Merkle tree over the transactions (RFC "
+                "6962: leaf i is line i of the export, its data the transaction's hash); "
+                "with tree_size, the head published for that size",
+                _json("a signed tree head", _ref("TreeHead")),
+                [_query("tree_size", _COUNT, "a size a head was published for")],
+                **{
+                    "400": _error("tree_size is not a whole number", ["bad_request"]),
+                    "404": _error("no head signed yet, or none for that size", ["not_found"]),
+                },
+            ),
+            "/ledger/public-key": _read(
+                "getLedgerPublicKey",
+                "The Ed25519 key that signs tree heads; key_id is SHA-256 of its raw bytes",
+                _json("the public key", _ref("PublicKey")),
+            ),
+            "/ledger/proof/inclusion": _read(
+                "getInclusionProof",
+                "The audit path (RFC 6962 §2.1.1) of a transaction in a signed head (the "
+                "latest unless tree_size names another)",
+                _json("an inclusion proof", _ref("InclusionProof")),
+                [
+                    {
+                        **_query("transaction_id", _COUNT, "a ledger transaction id"),
+                        "required": True,
+                    },
+                    _query("tree_size", _COUNT, "the size of a published head"),
+                ],
+                **{
+                    "400": _error("an argument is missing or not a whole number", ["bad_request"]),
+                    "404": _error(
+                        "no such transaction or head, or the transaction is newer than the head",
+                        ["not_found", "not_yet_included"],
+                    ),
+                },
+            ),
+            "/ledger/proof/consistency": _read(
+                "getConsistencyProof",
+                "The proof (RFC 6962 §2.1.2) that the tree of `first` leaves is a prefix "
+                "of the tree of `second`",
+                _json("a consistency proof", _ref("ConsistencyProof")),
+                [
+                    {**_query("first", _COUNT, "the smaller tree size"), "required": True},
+                    {**_query("second", _COUNT, "the larger tree size"), "required": True},
+                ],
+                **{
+                    "400": _error("an argument is missing or not a whole number", ["bad_request"]),
+                    "422": _error("first is larger than second", ["invalid_range"]),
+                    "404": _error("the tree is smaller than second", ["not_found"]),
                 },
             ),
             "/me/orders": _mine(

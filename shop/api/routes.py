@@ -13,6 +13,7 @@ from shop.extensions import csrf, db, limiter
 from shop.orders.holds import Requester
 from shop.orders.services import OrderError, order_by_token, place_order
 from shop.payments.services import payment_url
+from shop.transparency import services as transparency
 
 bp = Blueprint("api", __name__)
 # JSON clients authenticate nothing with cookies, so CSRF tokens do not apply here.
@@ -161,6 +162,61 @@ def ledger_export_jsonl():
     response.headers["Content-Type"] = "application/x-ndjson; charset=utf-8"
     response.headers["Content-Disposition"] = 'inline; filename="lianxin-ledger.jsonl"'
     return response
+
+
+def _count_argument(name: str, required: bool = False) -> int | None:
+    """A size or id from the query: ASCII digits, at most 18 (a bigint), or absent."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise transparency.ProofRequestError(f"{name} is required", code="bad_request")
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise transparency.ProofRequestError(f"{name} must be a whole number", code="bad_request")
+    return int(raw)
+
+
+def _log_answer(build):
+    """Run ``build()``; a refused request is its 4xx JSON error (400 for a malformed
+    argument, 404 for what does not exist)."""
+    try:
+        return jsonify(build())
+    except transparency.ProofRequestError as error:
+        status = {"bad_request": 400, "invalid_range": 422}.get(error.code, 404)
+        return error_response(status, error.code, error.message)
+
+
+@bp.route("/ledger/tree-head")
+@read_limit
+def ledger_tree_head():
+    """The latest signed tree head, or the one published for ``?tree_size=N``."""
+    return _log_answer(lambda: transparency.tree_head_json(_count_argument("tree_size")))
+
+
+@bp.route("/ledger/public-key")
+@read_limit
+def ledger_public_key():
+    return jsonify(transparency.public_key_json())
+
+
+@bp.route("/ledger/proof/inclusion")
+@read_limit
+def ledger_inclusion_proof():
+    return _log_answer(
+        lambda: transparency.inclusion_json(
+            _count_argument("transaction_id", required=True), _count_argument("tree_size")
+        )
+    )
+
+
+@bp.route("/ledger/proof/consistency")
+@read_limit
+def ledger_consistency_proof():
+    return _log_answer(
+        lambda: transparency.consistency_json(
+            _count_argument("first", required=True), _count_argument("second", required=True)
+        )
+    )
 
 
 @bp.route("/openapi.json")

@@ -330,6 +330,44 @@ SCHEMAS = {
         required=["changes"],
     ),
     "LedgerHead": _object({"count": {"type": "integer", "minimum": 0}, "hash": HASH}),
+    # The Merkle tree over the transactions (RFC 6962; shop/transparency, ledger/tree.py).
+    "TreeHead": _object(
+        {
+            "tree_size": {"type": "integer", "minimum": 0},
+            "root_hash": HASH,
+            "timestamp": {"type": "string", "description": "UTC, ISO 8601, as signed"},
+            "key_id": HASH,
+            "signature": {
+                "type": "string",
+                "description": "base64 Ed25519 signature over the JSON object "
+                '{"root_hash","timestamp","tree_size"}, sorted keys, no spaces',
+            },
+        }
+    ),
+    "PublicKey": _object(
+        {
+            "algorithm": {"type": "string", "enum": ["Ed25519"]},
+            "public_key": {"type": "string", "description": "base64 of the raw 32 bytes"},
+            "key_id": HASH,
+        }
+    ),
+    "InclusionProof": _object(
+        {
+            "transaction_id": {"type": "integer", "minimum": 1},
+            "leaf_index": {"type": "integer", "minimum": 0},
+            "tree_size": {"type": "integer", "minimum": 1},
+            "leaf_hash": HASH,
+            "audit_path": {"type": "array", "items": HASH},
+            "root_hash": HASH,
+        }
+    ),
+    "ConsistencyProof": _object(
+        {
+            "first": {"type": "integer", "minimum": 0},
+            "second": {"type": "integer", "minimum": 0},
+            "proof": {"type": "array", "items": HASH},
+        }
+    ),
     "LedgerTransaction": _object(
         {
             "id": {"type": "integer"},

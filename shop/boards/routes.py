@@ -30,6 +30,7 @@ from shop.csv_input import csv_stream
 from shop.db import MAX_ROW_ID
 from shop.extensions import db, limiter
 from shop.page_cache import cached_page
+from shop.transparency import services as transparency
 from shop.urls import public_url
 
 bp = Blueprint("boards", __name__)
@@ -130,11 +131,15 @@ def trace(token: str):
         abort(404)
     buyer, organization = public_buyer(found.order)
     url = public_url("boards.trace", token=token)
+    ledger = found.ledger
     return render_template(
         "boards/trace.html",
         trace=found,
         buyer=buyer,
         organization=organization,
+        # The signed tree head that includes the order's transaction (None until the
+        # next head is signed, within TREE_HEAD_EVERY_SECONDS).
+        included=transparency.included_in(ledger.transaction_id) if ledger else None,
         qr=qr_svg(url, scale=3, inline=True),
         share_url=url,
     )
@@ -153,7 +158,13 @@ def trace_qr(token: str):
 @bp.route("/open-data")
 def open_data():
     count, head_hash = head(db.session)
-    return render_template("boards/open_data.html", count=count, head_hash=head_hash)
+    return render_template(
+        "boards/open_data.html",
+        count=count,
+        head_hash=head_hash,
+        signing_key=transparency.public_key_json(),
+        tree_head=transparency.latest_tree_head(),
+    )
 
 
 # The downloads stream the whole history, so a loop of them is the cheapest way to

@@ -8,6 +8,8 @@
   not yet on the boards (normally none: postings fold as they commit).
 - ``deliver_mail``, every ``MAIL_EVERY_SECONDS`` (30): send the e-mail outbox
   (``shop.mail.delivery``), retrying what SMTP refused with back-off.
+- ``sign_tree_head``, every ``TREE_HEAD_EVERY_SECONDS`` (60): sign a head of the
+  ledger's Merkle tree if it grew (``shop.transparency``); every head is kept.
 - ``payouts``, daily from ``PAYOUTS_AT`` (10:00 Asia/Shanghai; empty: never): finish
   payouts in flight. It starts none: a new batch is paid when a second admin approves
   it (four eyes, ``shop.approvals``).
@@ -28,6 +30,7 @@ from shop.mail.delivery import deliver_due
 from shop.payments.refunds import retry_pending_refunds
 from shop.payments.services import expire_unpaid, reconcile
 from shop.payouts.services import finish_in_flight
+from shop.transparency import services as transparency
 
 
 class JobFailed(RuntimeError):
@@ -64,6 +67,13 @@ def deliver_mail() -> str:
     return deliver_due().summary()
 
 
+def sign_tree_head() -> str:
+    head = transparency.publish()
+    if head is None:
+        return "tree head: unchanged"
+    return f"tree head: signed size {head['tree_size']} root {head['root_hash'][:16]}…"
+
+
 def payouts() -> str:
     with acting_as("jobs"):
         report = finish_in_flight()
@@ -93,6 +103,10 @@ def register(app: Flask) -> None:
     )
     register_job(
         app, Job("deliver_mail", deliver_mail, timedelta(seconds=config["MAIL_EVERY_SECONDS"]))
+    )
+    register_job(
+        app,
+        Job("sign_tree_head", sign_tree_head, timedelta(seconds=config["TREE_HEAD_EVERY_SECONDS"])),
     )
     if config.get("PAYOUTS_AT"):
         register_job(app, Job("payouts", payouts, at=config["PAYOUTS_AT"]))

@@ -308,3 +308,8 @@ def seed_organisation(app, seeded: Seeded) -> None:
     order = newest(Order)
     apply_payment(order.order_no, "TXSSBULK", order.total_fen, paid=True)
     seeded.orders.append(order)
+    # A signed tree head covers the orders: their trace pages show the proof section.
+    from shop.transparency import services as transparency
+
+    with app.app_context():
+        assert transparency.publish() is not None

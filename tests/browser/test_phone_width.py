@@ -17,6 +17,7 @@ from shop.extensions import db
 from shop.households.models import Household
 from shop.orders.models import Order
 from shop.orders.services import apply_payment
+from shop.transparency import services as transparency
 from tests.browser.conftest import PHONE
 from tests.builders import buyer, make_order, make_user
 from tests.live_server import live_server
@@ -56,6 +57,9 @@ def paid_demo_order(user_id: int) -> Order:
     wine = db.session.scalar(select(Product).where(Product.slug == "raspberry-wine"))
     order = make_order([(wine, 2)], buyer(), user_id=user_id)
     apply_payment(order.order_no, "T2026120499990001", order.total_fen, paid=True)
+    # A signed tree head includes it: the trace page shows the proof section and the
+    # open-data page the key and head (long hashes, at phone width).
+    transparency.publish()
     db.session.expire_all()
     return db.session.get(Order, order.id)
 

@@ -141,6 +141,11 @@ NOT_VISITED = {
     "invoices.staff_pdf": "the same PDF, for staff",
     "api.my_orders": "JSON for a personal API token (401 without one); /account/orders is walked",
     "api.my_impact": "JSON for a personal API token (401 without one); /account/impact is walked",
+    "api.ledger_tree_head": "JSON of numbers, hashes and a signature (nothing anyone types); "
+    "the trace pages that show the head are walked",
+    "api.ledger_inclusion_proof": "JSON of hashes, needs a transaction id; the trace pages "
+    "fetch it when verify is pressed (tests/browser/test_merkle_verify.py)",
+    "api.ledger_consistency_proof": "JSON of hashes, needs two sizes (test_ledger_tree.py)",
     "account.public_impact": "a buyer's opt-in card (board label, masked households); "
     "test_my_account stores markup in its label and checks it is escaped",
 }

@@ -29,6 +29,8 @@ ACCESS = {
     "api.products": "public", "api.board": "public", "api.households": "public",
     "api.changes": "public", "api.ledger_head": "public",
     "api.ledger_export_jsonl": "public", "api.openapi": "public",
+    "api.ledger_tree_head": "public", "api.ledger_public_key": "public",
+    "api.ledger_inclusion_proof": "public", "api.ledger_consistency_proof": "public",
     "api.create_order": "public",
     # a buyer's order by its secret token
     "orders.show": "token", "invoices.request_invoice": "token", "invoices.download": "token",

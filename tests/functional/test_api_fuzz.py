@@ -56,9 +56,10 @@ def fuzz_settings(max_examples: int, **extra) -> hypothesis.settings:
 
 
 # Refusals that hang on the state of the shop, not on the request's form, so no
-# schema can foresee them: a product id that is not (or no longer) on sale, and one
-# product's lines that add up past what one order may buy (a rule across items).
-STATE_REFUSALS = {"unknown_product", "quantity_limit"}
+# schema can foresee them: a product id that is not (or no longer) on sale, one
+# product's lines that add up past what one order may buy (a rule across items), and a
+# consistency proof asked from a larger tree to a smaller one (a rule across parameters).
+STATE_REFUSALS = {"unknown_product", "quantity_limit", "invalid_range"}
 
 
 def valid_data_is_accepted(ctx, response, case):

@@ -33,6 +33,7 @@ from ledger import (
     post_many,
     post_sale,
     post_sales,
+    tree_root,
     verify_database,
 )
 from shop.extensions import db
@@ -244,7 +245,8 @@ def test_sales_in_a_batch_equal_sales_one_by_one(rules):
     batch_owed = {code: -fen for code, fen in balances().items() if code.startswith("household")}
 
     # Start again on an empty ledger and post the same sales one at a time.
-    for table in ("ledger_sale_line", "ledger_entry", "ledger_transaction"):
+    batch_root = tree_root(rules, len(batch_chain))
+    for table in ("ledger_sale_line", "ledger_entry", "ledger_transaction", "ledger_tree_node"):
         _force(rules, f"DELETE FROM {table}")
     _force(rules, "UPDATE ledger_account SET balance_fen = 0, sales_received_fen = 0")
     _force(rules, f"UPDATE ledger_head SET count = 0, hash = '{'0' * 64}'")
@@ -253,6 +255,7 @@ def test_sales_in_a_batch_equal_sales_one_by_one(rules):
     rules.commit()
 
     assert [t["hash"] for t in iter_export(rules)] == batch_chain
+    assert tree_root(rules, len(batch_chain)) == batch_root  # the Merkle tree too
     assert [r.households for r in alone] == [r.households for r in batch]
     assert (
         rules.execute(
