@@ -27,7 +27,10 @@ def upgrade():
     sa.Column('invite_code', sa.String(length=48), nullable=False),
     sa.Column('created_by', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('verified_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('verified_by', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['created_by'], ['user.id'], name=op.f('fk_organisation_created_by_user')),
+    sa.ForeignKeyConstraint(['verified_by'], ['user.id'], name=op.f('fk_organisation_verified_by_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
     sa.UniqueConstraint('credit_code', name=op.f('uq_organisation_credit_code')),
     sa.UniqueConstraint('invite_code', name=op.f('uq_organisation_invite_code'))

@@ -48,4 +48,5 @@ def online_purchase(session: Session, tx: PostedTransaction) -> Purchase | None:
         order.total_fen,
         buyer_key=buyer_key,
         rank_identity=buyer_key if organisation else f"{phone}|{identity.label}",
+        organisation_id=organisation,
     )

@@ -112,6 +112,9 @@ class Purchase:
     amount_fen: int
     buyer_key: str
     rank_identity: str
+    # A registered organisation's id (shop/organisations): its ranking among the
+    # organisations is keyed by it, so a buyer typing the same name is not counted in.
+    organisation_id: int | None = None
     units: int = field(init=False)
 
     def __post_init__(self):
@@ -356,9 +359,11 @@ def _digest(value: str) -> str:
     return cipher().blind_index(value)
 
 
-def _org_key(organization: str) -> str | None:
+def _org_key(organization: str, organisation_id: int | None = None) -> str | None:
     if not organization:
         return None
+    if organisation_id is not None:
+        return hashlib.sha256(f"org-id:{organisation_id}".encode()).hexdigest()
     return hashlib.sha256(f"org:{organization}".encode()).hexdigest()
 
 
@@ -372,7 +377,7 @@ def _add_purchase(
     shown = p.identity
     who = _digest(f"board-buyer:{p.buyer_key}")
     rank_key = None if shown.display == "anonymous" else _digest(f"board-rank:{p.rank_identity}")
-    org_key = _org_key(shown.organization)
+    org_key = _org_key(shown.organization, p.organisation_id)
     share = sum(reached.values())
     adds = {"orders": 1, "units": p.units, "amount_fen": p.amount_fen, "beneficiary_fen": share}
     for period in _periods(moment):

@@ -1,12 +1,16 @@
 """The team's buyers page and contact export (staff only)."""
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 
 from shop.auth.decorators import role_required
 from shop.console import buyers
+from shop.console.forms import ActionForm
 from shop.csv_input import csv_stream
 from shop.invoices.services import pending as invoices_waiting
 from shop.organisations import bulk
+from shop.organisations import services as organisations
 
 bp = Blueprint("buyers", __name__)
 
@@ -19,7 +23,21 @@ def index():
         organisations=buyers.organisations(),
         repeat=buyers.repeat_buyers(),
         invoices_waiting=len(invoices_waiting()),
+        registered=organisations.registered(),
+        action_form=ActionForm(),
     )
+
+
+@bp.route("/organisations/<int:organisation_id>/verify", methods=["POST"])
+@role_required("staff")
+def verify_organisation(organisation_id: int):
+    """The team checked the unit is real (its licence, a call to its contact): its orders
+    get the organisation's unpaid-order room from now on."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if organisations.verify(current_user.id, organisation_id):
+        flash(_("已核实该单位。"), "success")
+    return redirect(url_for("buyers.index"))
 
 
 def _csv_download(header: list[str], rows, filename: str) -> Response:

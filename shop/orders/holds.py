@@ -14,10 +14,13 @@ a phone, an account    ``UNPAID_ORDERS_PER_BUYER``  ``UNPAID_UNITS_PER_BUYER``
 a client address       ``UNPAID_ORDERS_PER_CLIENT`` ``UNPAID_UNITS_PER_CLIENT``
 =====================  =========================  =============================
 
-An order placed *for a registered organisation* (shop/organisations) is counted
-against that organisation instead — all its members' unpaid orders for it together —
-with ``UNPAID_ORDERS_PER_ORGANISATION`` and ``UNPAID_UNITS_PER_ORGANISATION``: a
-festival order of hundreds of boxes is normal there and must not trip a person's limit.
+An order placed *for an organisation the village team has verified*
+(shop/organisations) is counted against that organisation instead — all its members'
+unpaid orders for it together — with ``UNPAID_ORDERS_PER_ORGANISATION`` and
+``UNPAID_UNITS_PER_ORGANISATION``: a festival order of hundreds of boxes is normal there
+and must not trip a person's limit. An organisation not yet verified gets no more room
+than the person ordering (its own limit applies as well): anyone can make up a code with
+a right check character, so registering one must not be a way around the limits.
 
 A client address gets more room than a buyer because many real buyers share one (an
 office, a village service centre, a mobile carrier's NAT). Paying, or the order
@@ -74,6 +77,7 @@ class HoldKeys:
     client_digest: str | None
     user_id: int | None
     organisation_id: int | None = None
+    organisation_verified: bool = False
 
 
 def keys_for(
@@ -81,6 +85,7 @@ def keys_for(
     user_id: int | None,
     requester: Requester | None,
     organisation_id: int | None = None,
+    organisation_verified: bool = False,
 ) -> HoldKeys:
     """Digest the phone (normalised already) and the client address of ``requester``."""
     index = cipher().blind_index
@@ -90,6 +95,7 @@ def keys_for(
         client_digest=index("client:" + address) if address else None,
         user_id=user_id,
         organisation_id=organisation_id,
+        organisation_verified=organisation_verified,
     )
 
 
@@ -122,19 +128,17 @@ def check_room(keys: HoldKeys, units: int, now: datetime) -> Refusal | None:
     held until it ends).
     """
     config = current_app.config
-    if keys.organisation_id is not None:
-        # An organisation's festival order is one buyer's hundreds of boxes: counted
-        # against the organisation (all its members together), not the person or the
-        # office network that places it.
-        checks = [
-            (
-                Order.organisation_id == keys.organisation_id,
-                config["UNPAID_ORDERS_PER_ORGANISATION"],
-                config["UNPAID_UNITS_PER_ORGANISATION"],
-                f"organisation:{keys.organisation_id}",
-            )
-        ]
-        return _first_refusal(checks, units, now)
+    organisation_check = (
+        Order.organisation_id == keys.organisation_id,
+        config["UNPAID_ORDERS_PER_ORGANISATION"],
+        config["UNPAID_UNITS_PER_ORGANISATION"],
+        f"organisation:{keys.organisation_id}",
+    )
+    if keys.organisation_id is not None and keys.organisation_verified:
+        # A verified organisation's festival order is one buyer's hundreds of boxes:
+        # counted against the organisation (all its members together), not the person
+        # or the office network that places it.
+        return _first_refusal([organisation_check], units, now)
     checks = [
         (
             Order.phone_digest == keys.phone_digest,
@@ -161,6 +165,8 @@ def check_room(keys: HoldKeys, units: int, now: datetime) -> Refusal | None:
                 "client:" + keys.client_digest,
             )
         )
+    if keys.organisation_id is not None:  # not verified: the person's limits, and its own
+        checks.append(organisation_check)
     return _first_refusal(checks, units, now)
 
 

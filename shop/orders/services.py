@@ -98,6 +98,7 @@ class ForOrganisation:
 
     id: int
     name: str
+    verified: bool = False  # checked by the village team: the organisation's limits apply
 
 
 @dataclass
@@ -283,13 +284,14 @@ def place_order(
     ``requester`` (the public doors: checkout and the API pass one) subjects the order
     to the unpaid-order limits of :mod:`shop.orders.holds`. ``for_organisation``: the
     order is the organisation's (its name is the buyer's organisation; unless the buyer
-    chose to be anonymous, the love board shows the organisation's name, and the
-    organisation's unpaid-order limits apply). ``attach`` is called with the new order
-    (flushed, so it has an id) inside the same transaction, for rows that must exist
-    exactly when the order does; what it raises undoes the order. Raises :class:`OrderError`
-    (bad input, empty cart), :class:`TooManyUnpaid`, :class:`UnknownProduct` (missing
-    or unpublished), :class:`PriceChanged` (the buyer saw another price) or
-    :class:`OutOfStock`. Nothing is written when it raises.
+    chose to be anonymous, the love board shows the organisation's name; once the team
+    verified it, the organisation's unpaid-order limits apply). ``attach`` is called
+    with the new order (flushed, so it has an id) inside the same transaction, for rows
+    that must exist exactly when the order does; what it raises undoes the order.
+
+    Raises :class:`OrderError` (bad input, empty cart), :class:`TooManyUnpaid`,
+    :class:`UnknownProduct` (missing or unpublished), :class:`PriceChanged` (the buyer
+    saw another price) or :class:`OutOfStock`. Nothing is written when it raises.
     """
     now = now or utcnow()
     buyer = validate_buyer(buyer)
@@ -302,7 +304,10 @@ def place_order(
         raise OrderError(_("不支持的支付渠道。"), field="channel")
 
     organisation_id = for_organisation.id if for_organisation else None
-    keys = holds.keys_for(buyer.phone, user_id, requester, organisation_id)
+    keys = holds.keys_for(
+        buyer.phone, user_id, requester, organisation_id,
+        organisation_verified=bool(for_organisation and for_organisation.verified),
+    )  # fmt: skip
     label = public_identity(buyer.board_display, buyer.name, buyer.nickname).label
     if for_organisation is not None:
         buyer = replace(buyer, organization=for_organisation.name)

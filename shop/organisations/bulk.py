@@ -40,6 +40,7 @@ from shop.csv_input import (
     require_header,
     template_header,
 )
+from shop.db import utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.orders.holds import Requester
@@ -142,8 +143,9 @@ def _cell(cells: list[str], index: int) -> str:
     return cells[index].strip() if index < len(cells) else ""
 
 
-def _products_named(names: set[str]) -> dict[str, Product]:
-    """Published products by slug and by exact name (a slug wins over a name)."""
+def _products_named(names: set[str]) -> dict[str, Product | None]:
+    """Published products by slug and by exact name (a slug wins over a name); a name
+    two products share maps to None."""
     names = {name for name in names if name}
     if not names:
         return {}
@@ -152,7 +154,10 @@ def _products_named(names: set[str]) -> dict[str, Product]:
             Product.status == "published", or_(Product.slug.in_(names), Product.name.in_(names))
         )
     ).all()
-    by_name = {p.name: p for p in found}
+    by_name: dict[str, Product | None] = {}
+    for product in found:
+        # Two products on sale under one name: which one is meant is not ours to guess.
+        by_name[product.name] = None if product.name in by_name else product
     return by_name | {p.slug: p for p in found}
 
 
@@ -170,6 +175,11 @@ def _check_row(number: int, values: dict[str, str], products: dict[str, Product]
     phone = normalise_phone(values["phone"])
     if not MIN_ADDRESS <= len(address) <= MAX_ADDRESS:
         raise UserError(_("请填写完整的收货地址（5到200个字）。"), field="address")
+    if values["product"] in products and products[values["product"]] is None:
+        raise UserError(
+            _("有几种在售商品都叫“%(name)s”，请填写商品编号。", name=values["product"][:60]),
+            field="product",
+        )
     product = products.get(values["product"])
     if product is None:
         raise UserError(
@@ -221,6 +231,13 @@ def digest_of(rows: list[Row]) -> str:
     ).hexdigest()
 
 
+def _dead(order: Order, now) -> bool:
+    """An order that will never be paid: cancelled, or unpaid past its time."""
+    return order.status == "cancelled" or (
+        order.status == "pending_payment" and order.expires_at <= now
+    )
+
+
 def _live_upload(organisation_id: int, digest: str) -> BulkUpload | None:
     return db.session.scalar(
         select(BulkUpload).where(
@@ -248,15 +265,22 @@ def place_bulk_order(
     existing = _live_upload(organisation.id, digest)
     if existing is not None:
         order = db.session.get(Order, existing.order_id)
-        if order.status != "cancelled":
+        if not _dead(order, utcnow()):
             return Placed(order, False, len(rows))
-    # A cancelled (unpaid, expired) order frees its list to be placed again.
+    # A cancelled or expired (never paid) order frees its list to be placed again. An
+    # expired one not yet swept by the expiry job keeps its stock until it is: this
+    # placing then needs the stock twice for a moment, and may find it short.
+    now = utcnow()
+    dead = select(Order.id).where(
+        (Order.status == "cancelled")
+        | ((Order.status == "pending_payment") & (Order.expires_at <= now))
+    )
     db.session.execute(
         update(BulkUpload)
         .where(
             BulkUpload.organisation_id == organisation.id,
             BulkUpload.live_digest == digest,
-            BulkUpload.order_id.in_(select(Order.id).where(Order.status == "cancelled")),
+            BulkUpload.order_id.in_(dead),
         )
         .values(live_digest=None)
         .execution_options(synchronize_session=False)

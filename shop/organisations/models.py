@@ -7,7 +7,8 @@ carries ``shop_order.organisation_id``, appears on the love board as the organis
 (one buyer with its total, :mod:`shop.boards.online`) and counts on the organisation's
 impact page. The unified social credit code is unique and passes its check character
 (GB 32100-2015, :mod:`shop.invoices.credit_code`); contact name, phone and e-mail are
-PII, encrypted at rest.
+PII, encrypted at rest. Until the village team verifies the unit, its members' orders
+for it are held to each person's unpaid-order limits (shop/orders/holds.py).
 
 A :class:`BulkUpload` is one recipients CSV placed as one order: one payment, one
 invoice, one sale in the ledger, many parcels (:class:`BulkRecipient`, one per CSV
@@ -41,6 +42,11 @@ class Organisation(db.Model):
     invite_code: Mapped[str] = mapped_column(String(48), unique=True)
     created_by: Mapped[int] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when the village team has checked the unit is real (a call to its contact, its
+    # licence): only then do its orders get the organisation's larger unpaid-order room.
+    # The check character proves a code is well formed, not that the unit exists.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verified_by: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
 
     members: Mapped[list["OrganisationMember"]] = relationship(
         back_populates="organisation", cascade="all, delete-orphan"

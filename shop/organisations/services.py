@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shop.account.services import Impact, impact_of
 from shop.auth.models import User
-from shop.db import transaction
+from shop.db import transaction, utcnow
 from shop.errors import UserError
 from shop.extensions import db
 from shop.invoices import credit_code
@@ -133,7 +133,33 @@ def ordering_for(user_id: int | None, organisation_id: int | None) -> ForOrganis
     member = membership(user_id, organisation_id)
     if member is None:
         raise OrganisationError(_("您不是这个单位的成员，不能为它下单。"), field="buy_for")
-    return ForOrganisation(member.organisation.id, member.organisation.name)
+    organisation = member.organisation
+    return ForOrganisation(
+        organisation.id, organisation.name, verified=organisation.verified_at is not None
+    )
+
+
+def verify(staff_id: int, organisation_id: int, now=None) -> bool:
+    """The village team has checked the unit is real; commit. False if it was already
+    verified (or does not exist)."""
+    with transaction(db.session):
+        changed = db.session.execute(
+            update(Organisation)
+            .where(Organisation.id == organisation_id, Organisation.verified_at.is_(None))
+            .values(verified_at=now or utcnow(), verified_by=staff_id)
+        ).rowcount
+    return changed == 1
+
+
+def registered(limit: int = 200) -> list[Organisation]:
+    """Every registered organisation, those waiting for verification first, newest first."""
+    return list(
+        db.session.scalars(
+            select(Organisation)
+            .order_by(Organisation.verified_at.is_not(None), Organisation.created_at.desc())
+            .limit(limit)
+        )
+    )
 
 
 def join(user_id: int, invite_code: str) -> Organisation:

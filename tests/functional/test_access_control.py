@@ -67,6 +67,7 @@ ACCESS = {
     "offline.upload_income": "staff", "offline.income_roster": "staff",
     "offline.income_template": "staff", "offline.reports": "staff",
     "buyers.index": "staff", "buyers.export": "staff", "buyers.parcels": "staff",
+    "buyers.verify_organisation": "staff",
     "invoices.queue": "staff",
     "invoices.issue": "staff", "invoices.staff_pdf": "staff",
     "approvals.index": "staff", "approvals.detail": "staff",

@@ -405,6 +405,15 @@ def _shipped(shop: Shop):
     mark_shipped(order.id, "中国邮政", "9876543210123")
 
 
+def _registered_unit(shop: Shop):
+    from shop.organisations import services as organisations
+
+    founder = make_user(username="unit-founder", password="unit-pass-1")
+    shop.made.organisation = organisations.register(
+        founder.id, "连心科技有限公司", "91350100M000100Y43", "赵经理", "13700001111"
+    )
+
+
 def _hall_sale_form(shop: Shop) -> dict:
     return {
         "token": "walk-hall-token", "product_id": str(shop.wine.id), "quantity": "2",
@@ -569,6 +578,17 @@ ROUTES: dict[str, list[Case]] = {
                     s.paid_order(), "personal", "王小明", "", "w@example.com"
                 ),
             ),
+        )
+    ],
+    "buyers.verify_organisation": [
+        Case(
+            STAFF,
+            lambda s: s.post(STAFF, f"/console/organisations/{s.made.organisation.id}/verify"),
+            lambda s: assert_equal(
+                fresh(type(s.made.organisation), s.made.organisation.id).verified_at is None,
+                False,
+            ),
+            _registered_unit,
         )
     ],
     "console.complete_order": [

@@ -506,6 +506,7 @@ NOT_FUZZED = {
     "account.unshare_impact": "a button",
     "organisations.join": "a button (the invite code is in the URL: test_organisations)",
     "organisations.new_invite": "a button",
+    "buyers.verify_organisation": "a button (the id in the URL: test_bad_ids)",
     "organisations.remove_member": "a button (ids in the URL: test_organisations)",
     "cart.accept_prices": "a button",
     "payments.pay_again": "a button",

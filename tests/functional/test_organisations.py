@@ -128,14 +128,24 @@ def test_members_order_for_the_organisation_and_it_is_one_buyer_on_the_love_boar
     ).all()
     assert [o.user_id for o in orders] == [admin_user.id, colleague_user.id]
     assert {o.board_name for o in orders} == {"连心科技有限公司"}
+    # A colleague sees the unit's orders but not another member's order link (its key).
+    unit_page = colleague.get(f"/organisations/{organisation.id}").get_data(as_text=True)
+    assert orders[0].order_no in unit_page and orders[0].token not in unit_page
+    assert orders[1].token in unit_page
     for number, order in enumerate(orders):
         pay(order, f"T2026120490000{number}")
     # A personal order by the same colleague stays theirs.
     personal = make_order([(wine, 1)], user_id=colleague_user.id)
     pay(personal, "T20261204900009")
 
+    # Someone outside types the unit's name as their organisation: not counted in it.
+    typed = make_order([(wine, 1)], buyer(phone="13900001234", organization="连心科技有限公司"))
+    pay(typed, "T20261204900010")
+
     board = app.test_client().get("/api/v1/board").get_json()
-    assert board["totals"]["buyers"] == 2  # the organisation, and the colleague alone
+    assert board["totals"]["buyers"] == 3  # the organisation, the colleague alone, the typist
+    unit = [r for r in board["top_organizations"] if r["name"] == "连心科技有限公司"]
+    assert sorted(r["orders"] for r in unit) == [1, 2]
     top = {row["name"]: row for row in board["top_buyers"]}
     assert top["连心科技有限公司"]["orders"] == 2
     assert top["连心科技有限公司"]["amount_fen"] == sum(o.total_fen for o in orders)
@@ -227,11 +237,18 @@ def test_a_good_recipients_csv_places_one_order_once(app):
     assert _orders_of(organisation) == 2
 
 
-def test_a_bulk_order_uses_the_organisations_limits_not_a_persons(app):
+def test_only_a_verified_unit_gets_more_unpaid_room_than_a_person(app, staff_client):
     make_product(name="桑葚酒", price_fen=9900, stock=1000)
     _user, client, organisation = _org_with_member(app, "org-festival")
     rows = [f"员工{i},1370000{i:04d},福建省福州市鼓楼区{i}号楼,桑葚酒,1" for i in range(300)]
     assert app.config["UNPAID_UNITS_PER_BUYER"] < 300
+    # A code with a right check character proves nothing: until the team has checked
+    # the unit, its member gets a person's room.
+    page = _upload(client, organisation.id, _csv(*rows)).get_data(as_text=True)
+    assert "未付款的订单最多保留" in page and _orders_of(organisation) == 0
+    assert "连心科技有限公司" in staff_client.get("/console/buyers").get_data(as_text=True)
+    staff_client.post(f"/console/organisations/{organisation.id}/verify")
+    assert organisation_named().verified_at is not None
     assert _upload(client, organisation.id, _csv(*rows)).status_code == 302
     assert _orders_of(organisation) == 1
 
@@ -299,3 +316,19 @@ def test_the_team_gets_the_parcels_of_paid_bulk_orders_for_the_courier(app, staf
     page = client.get(order_url).get_data(as_text=True)
     assert "周*" in page and "福建省福州市鼓楼区乙路2号" not in page
     assert client.get("/console/parcels.csv").status_code in (302, 403)
+
+
+def test_a_name_two_products_share_is_refused_and_an_expired_list_can_be_placed_again(app):
+    make_product(name="土鸡蛋", slug="eggs-30", price_fen=4500, stock=50)
+    make_product(name="土鸡蛋", slug="eggs-60", price_fen=8500, stock=50)
+    _user, client, organisation = _org_with_member(app, "org-eggs")
+    row = "吴一,13700007701,福建省福州市鼓楼区丙路3号,{},1"
+    page = _upload(client, organisation.id, _csv(row.format("土鸡蛋"))).get_data(as_text=True)
+    assert "请填写商品编号" in page and _orders_of(organisation) == 0
+    assert _upload(client, organisation.id, _csv(row.format("eggs-60"))).status_code == 302
+    order = db.session.scalar(select(Order).where(Order.organisation_id == organisation.id))
+    # Unpaid past its time (the expiry job has not swept it yet): the list is free again.
+    order.expires_at = order.created_at
+    db.session.commit()
+    assert _upload(client, organisation.id, _csv(row.format("eggs-60"))).status_code == 302
+    assert _orders_of(organisation) == 2
