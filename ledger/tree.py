@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ledger import merkle
 from ledger.base import AppendOnly, Base, UTCDateTime, utcnow
 from ledger.chain import TREE_PEAKS
+from ledger.errors import LedgerError
 from ledger.models import LedgerHead, Transaction
 from ledger.tree_head import utc_timestamp
 
@@ -120,10 +121,17 @@ def nodes_for_append(
     PostgreSQL (:data:`ledger.chain.TREE_PEAKS`), else from one query."""
     handed = session.info.pop(TREE_PEAKS, None)
     wanted = peaks(size)
-    if handed is not None and handed[0] == size:  # read with the head's lock (PostgreSQL)
-        known = {address: handed[1][node_key(*address)] for address in wanted}
+    if handed is not None and handed[0] == size and len(handed[1]) == len(wanted):
+        known = {address: handed[1][node_key(*address)] for address in wanted}  # with the lock
     else:
         known = _fetch(session, wanted)
+    if len(known) != len(wanted):
+        # Transactions posted without their nodes: code older than migration 0019 kept
+        # writing after it ran. Refuse rather than build on a tree that is wrong.
+        raise LedgerError(
+            f"the Merkle tree lacks nodes for the first {size} transactions (were postings "
+            "made by code older than migration 0019?); run `flask ledger verify`"
+        )
     new: list[tuple[int, int, bytes]] = []
     for offset, hex_hash in enumerate(transaction_hashes):
         created = merkle.nodes_to_store(
@@ -213,8 +221,9 @@ def publish_head(session: Session, sign, now: datetime | None = None) -> TreeHea
 def check_tree(session: Session, batch: int = 10_000) -> list[str]:
     """Problems of the stored tree against the transactions (empty: it is right): every
     leaf is its transaction's hash, every interior node the hash of its two children,
-    no node is missing or extra, and every published head's root is the root of its
-    size. Reads level by level in id order with memory O(batch)."""
+    no node is missing or extra, no head was signed for more transactions than the chain
+    holds, and each published head's root is the root of its size (every head, or a
+    spread sample of many). Reads level by level in id order with memory O(batch)."""
     problems: list[str] = []
     count = leaf_count(session)
     # Level 0 against the transactions.
@@ -275,7 +284,34 @@ def check_tree(session: Session, batch: int = 10_000) -> list[str]:
     should = 2 * count - bin(count).count("1")
     if stored != should:
         problems.append(f"the tree holds {stored} nodes; {count} leaves make {should}")
-    for head in session.scalars(select(TreeHead).where(TreeHead.tree_size <= count)):
+    beyond = session.scalar(select(func.max(TreeHead.tree_size)).where(TreeHead.tree_size > count))
+    if beyond is not None:
+        # A head was signed for more transactions than the chain holds: history lost
+        # (a restore from an older backup, a truncation) since it was published.
+        problems.append(f"a head was signed at size {beyond} but the chain holds {count}")
+    for head in _heads_to_check(session, count):
         if tree_root(session, head.tree_size).hex() != head.root_hash:
             problems.append(f"signed head at size {head.tree_size} does not match the tree")
     return problems
+
+
+def _heads_to_check(session: Session, count: int, every_up_to: int = 500, sample: int = 200):
+    """Every signed head when there are few; else the latest ``sample`` and ``sample``
+    more spread evenly over the rest (a head is signed every minute: a year is half a
+    million, each a root of O(log n) reads)."""
+    within = TreeHead.tree_size <= count
+    total = session.scalar(select(func.count()).select_from(TreeHead).where(within))
+    if total <= every_up_to:
+        return list(session.scalars(select(TreeHead).where(within)))
+    latest = list(
+        session.scalars(
+            select(TreeHead).where(within).order_by(TreeHead.tree_size.desc()).limit(sample)
+        )
+    )
+    step = max(1, (total - sample) // sample)
+    spread = session.scalars(
+        select(TreeHead)
+        .where(within, TreeHead.tree_size < latest[-1].tree_size)
+        .order_by(TreeHead.tree_size)
+    ).all()[::step]
+    return latest + list(spread)

@@ -46,9 +46,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 try:
-    from ledger.canonical import GENESIS_HASH, chain_hash
+    from ledger.canonical import GENESIS_HASH, MerkleRoot, chain_hash
 except ImportError:  # copied next to canonical.py, outside this package
-    from canonical import GENESIS_HASH, chain_hash
+    from canonical import GENESIS_HASH, MerkleRoot, chain_hash
 
 try:  # optional: only to check a signed tree head's signature (--public-key)
     from cryptography.exceptions import InvalidSignature
@@ -69,29 +69,6 @@ class Report:
     heads_found: dict[str, int] = field(default_factory=dict)
     # tree size → Merkle root (hex) of the first that many lines, for the sizes asked.
     roots: dict[int, str] = field(default_factory=dict)
-
-
-class _MerkleRoot:
-    """The RFC 6962 root of a growing list of leaves in O(log n) memory: one complete
-    subtree per set bit of the count, merged as they fill."""
-
-    def __init__(self):
-        self.peaks: list[tuple[int, bytes]] = []  # (level, hash), largest first
-
-    def add(self, data: bytes) -> None:
-        level, digest = 0, hashlib.sha256(b"\x00" + data).digest()
-        while self.peaks and self.peaks[-1][0] == level:
-            digest = hashlib.sha256(b"\x01" + self.peaks.pop()[1] + digest).digest()
-            level += 1
-        self.peaks.append((level, digest))
-
-    def root(self) -> bytes:
-        if not self.peaks:
-            return hashlib.sha256(b"").digest()
-        digest = self.peaks[-1][1]
-        for _level, left in reversed(self.peaks[:-1]):
-            digest = hashlib.sha256(b"\x01" + left + digest).digest()
-        return digest
 
 
 def _is_int(value) -> bool:
@@ -143,7 +120,7 @@ def verify_records(
     Merkle root to compute (in ``roots``)."""
     wanted = set(heads)
     sizes = set(tree_sizes)
-    tree = _MerkleRoot()
+    tree = MerkleRoot()
     report = Report()
     if 0 in sizes:
         report.roots[0] = tree.root().hex()
@@ -193,12 +170,12 @@ def _signature_note(head: dict, public_key: str | None) -> str | None:
         return None
     if Ed25519PublicKey is None:
         return None
-    message = json.dumps(
-        {k: head[k] for k in ("root_hash", "timestamp", "tree_size")},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode("utf-8")
     try:
+        message = json.dumps(
+            {k: head[k] for k in ("root_hash", "timestamp", "tree_size")},
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode("utf-8")
         raw = base64.b64decode(public_key, validate=True)
         if hashlib.sha256(raw).hexdigest() != head.get("key_id"):
             return "its key_id is not the public key given"

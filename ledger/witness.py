@@ -15,9 +15,10 @@ witness.json``. One run, stopping at the first problem:
    /api/v1/ledger/proof/consistency?first=M&second=N``) that verifies, else *rewritten
    history*.
 4. ``GET /api/v1/ledger/export.jsonl`` is read line by line (it may be far larger than
-   memory): line i's ``hash`` (64 lowercase hex) is leaf i's data. The root of the first
-   ``tree_size`` leaves, recomputed with a stack of complete subtree roots (O(log n)
-   memory), must be the head's, else *wrong root*.
+   memory): each line's ``hash`` must be the hash of its content chained to the line
+   before (``ledger.canonical``), else *rewritten history*; line i's hash is leaf i's
+   data, and the root of the first ``tree_size`` leaves (a stack of complete subtree
+   roots: O(log n) memory) must be the head's, else *wrong root*.
 5. ``--samples`` leaves (default 8), drawn from the OS's random source so the log cannot
    guess them, must be proven against the head by ``GET /api/v1/ledger/proof/inclusion?
    transaction_id=ID&tree_size=N``, else *bad proof*.
@@ -32,8 +33,8 @@ unreadable state file. Exit 2 proves nothing either way: run again later.
 
 Every request has a timeout (``--timeout``, default 30 s, per connection and per read);
 only http(s) URLs are followed, redirects included. Imports: the standard library,
-``cryptography`` (through ``ledger.tree_head``) and ``ledger.merkle`` — never SQLAlchemy,
-Flask or the shop.
+``cryptography`` (through ``ledger.tree_head``), ``ledger.merkle`` and ``ledger.canonical``
+— never SQLAlchemy, Flask or the shop.
 """
 
 import argparse
@@ -54,7 +55,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ledger.merkle import EMPTY_ROOT, leaf_hash, node_hash, verify_consistency, verify_inclusion
+from ledger.canonical import GENESIS_HASH, MerkleRoot, chain_hash
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.tree_head import (
     ALGORITHM,
     HEAD_FIELDS,
@@ -89,36 +91,6 @@ class Inconsistent(Exception):
     def __init__(self, kind: str, detail: str, heads: Sequence[tuple[str, object]] = ()):
         super().__init__(f"{kind}: {detail}")
         self.kind, self.detail, self.heads = kind, detail, list(heads)
-
-
-class IncrementalRoot:
-    """The RFC 6962 root of leaf hashes given one at a time, in O(log n) memory.
-
-    The stack holds the roots of the complete subtrees the leaves so far decompose into,
-    largest (leftmost) first — one per 1 bit of ``size``. Adding leaf number ``size + 1``
-    merges it with the top of the stack once per trailing 0 bit of ``size + 1``; the root
-    folds the stack from the right, as RFC 6962 splits a tree at its largest power of
-    two."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[bytes] = []
-
-    def add(self, leaf: bytes) -> None:
-        self.size += 1
-        hash_, count = leaf, self.size
-        while not count & 1:
-            hash_ = node_hash(self._stack.pop(), hash_)
-            count >>= 1
-        self._stack.append(hash_)
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return EMPTY_ROOT
-        hash_ = self._stack[-1]
-        for left in reversed(self._stack[:-1]):
-            hash_ = node_hash(left, hash_)
-        return hash_
 
 
 def _hash_of_hex(value: object) -> bytes | None:
@@ -373,7 +345,7 @@ def check_export(client: LogClient, head: dict, sample: set[int]) -> dict[int, t
     (transaction id, leaf hash) of each leaf index in ``sample``."""
     size, root = head["tree_size"], bytes.fromhex(head["root_hash"])
     heads = [("served head", head)]
-    tree = IncrementalRoot()
+    tree, previous = MerkleRoot(), GENESIS_HASH
     found: dict[int, tuple] = {}
     with client.lines("/export.jsonl") as lines:
         for index, line in enumerate(itertools.islice(lines, size)):
@@ -386,8 +358,15 @@ def check_export(client: LogClient, head: dict, sample: set[int]) -> dict[int, t
             if data is None or isinstance(tx_id, bool) or not isinstance(tx_id, int | str):
                 detail = f"export line {index + 1} is not a transaction with an id and a hash"
                 raise Inconsistent("wrong root", detail, heads)
-            leaf = leaf_hash(data)
-            tree.add(leaf)
+            try:  # the leaf must be the hash of what the line says, chained to the last
+                chained = tx["prev_hash"] == previous and chain_hash(previous, tx) == tx["hash"]
+            except (KeyError, TypeError, ValueError, AttributeError):
+                chained = False
+            if not chained or str(tx_id) != str(index + 1):
+                detail = f"export line {index + 1}: its hash is not its content's (broken chain)"
+                raise Inconsistent("rewritten history", detail, heads)
+            previous, leaf = tx["hash"], leaf_hash(data)
+            tree.add_leaf_hash(leaf)
             if index in sample:
                 found[index] = (tx_id, leaf)
     if tree.size < size:

@@ -250,6 +250,17 @@ class Config:
                 "STAFF_2FA_REQUIRED is off: staff and admins could sign in with a password "
                 "alone (remove STAFF_2FA_REQUIRED=0)"
             )
+        if not self.LEDGER_SIGNING_KEY_FILE:
+            problems.append(
+                "LEDGER_SIGNING_KEY_FILE is not set: each host would sign the ledger's tree "
+                "heads with a key of its own, made in its instance folder (create one with "
+                "`flask ledger public-key` and share the file)"
+            )
+        elif not Path(self.LEDGER_SIGNING_KEY_FILE).is_file():
+            problems.append(
+                f"LEDGER_SIGNING_KEY_FILE names {self.LEDGER_SIGNING_KEY_FILE}, which is not "
+                "a readable file (production never creates it: a new key breaks witnesses)"
+            )
         for name in ("ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE"):
             path = getattr(self, name)
             if not path:

@@ -4,6 +4,11 @@ Both tables are append-only like the ledger (triggers refuse UPDATE and DELETE).
 tree of a database that already has transactions is built here from their hashes, in
 posting order, so the first signed head covers all of history.
 
+Stop every process that posts (web workers, the jobs worker) before upgrading, and start
+them on the new code: code older than this revision would go on writing transactions
+without their tree nodes, and the next posting by new code is then refused ("the Merkle
+tree lacks nodes") rather than building a wrong tree.
+
 Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-04 21:00:00

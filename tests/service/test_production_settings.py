@@ -4,13 +4,14 @@ import pytest
 from cryptography.fernet import Fernet
 from flask_migrate import upgrade
 
+from ledger import load_or_create_private_key
 from shop import create_app
 from shop.config import Config, UnsafeConfiguration
 
 SETTINGS = (
     "LIANXIN_ENV", "ALIPAY_SANDBOX", "SECRET_KEY", "PII_KEY", "PUBLIC_BASE_URL",
     "ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE", "DATABASE_URL",
-    "REDIS_URL", "STAFF_2FA_REQUIRED",
+    "REDIS_URL", "STAFF_2FA_REQUIRED", "LEDGER_SIGNING_KEY_FILE",
 )  # fmt: skip
 
 
@@ -24,6 +25,8 @@ def production(monkeypatch, tmp_path):
     private, public = tmp_path / "app_private.pem", tmp_path / "alipay_public.pem"
     private.write_text("-----BEGIN RSA PRIVATE KEY-----\n")
     public.write_text("-----BEGIN PUBLIC KEY-----\n")
+    ledger_key = tmp_path / "ledger-signing-key.pem"
+    load_or_create_private_key(ledger_key)
     safe = {
         "SECRET_KEY": "x" * 64,
         "PII_KEY": Fernet.generate_key().decode(),
@@ -31,6 +34,7 @@ def production(monkeypatch, tmp_path):
         "ALIPAY_APP_PRIVATE_KEY_FILE": str(private),
         "ALIPAY_PUBLIC_KEY_FILE": str(public),
         "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LEDGER_SIGNING_KEY_FILE": str(ledger_key),
     }
     for name, value in safe.items():
         monkeypatch.setenv(name, value)
@@ -80,6 +84,8 @@ def test_every_unsafe_setting_is_named_in_one_message(production, tmp_path):
         ("ALIPAY_APP_PRIVATE_KEY_FILE", "", "ALIPAY_APP_PRIVATE_KEY_FILE"),
         ("ALIPAY_PUBLIC_KEY_FILE", "/nonexistent/alipay.pem", "ALIPAY_PUBLIC_KEY_FILE"),
         ("STAFF_2FA_REQUIRED", "0", "STAFF_2FA_REQUIRED"),
+        ("LEDGER_SIGNING_KEY_FILE", "", "LEDGER_SIGNING_KEY_FILE is not set"),
+        ("LEDGER_SIGNING_KEY_FILE", "/nonexistent/key.pem", "LEDGER_SIGNING_KEY_FILE names"),
         ("REDIS_URL", "", "REDIS_URL"),
     ],
 )

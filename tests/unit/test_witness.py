@@ -1,7 +1,8 @@
 """The witness (``python -m ledger.witness``) against a fake log served over real HTTP.
 
-The fake log is built here from random 32-byte "transaction hashes" with
-``ledger.merkle`` (nodes kept in a dict), signs its heads with a test key, and serves the
+The fake log is built here from a real hash chain of made-up transactions (random memos,
+chained with ``ledger.canonical``) and its Merkle tree with ``ledger.merkle`` (nodes
+kept in a dict), signs its heads with a test key, and serves the
 five endpoints of the public contract on 127.0.0.1 from a ``ThreadingHTTPServer``. Each
 test then makes it honest or not and runs ``ledger.witness.main`` in-process.
 """
@@ -22,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import witness
+from ledger.canonical import GENESIS_HASH, MerkleRoot, chain_hash
 from ledger.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -47,27 +49,30 @@ class FakeLog:
         self.latest: dict | None = None
         self.requests: list[str] = []
         self.served_head: dict | None = None  # overrides ``latest`` when set
-        self.export_hashes: list[bytes] | None = None  # overrides ``hashes`` in the export
+        self.transactions: list[dict] = []  # the chain, as the export serves it
+        self.export_transactions: list[dict] | None = None  # overrides it in the export
         self.tamper_audit_path = False
         self.redirect_to: str | None = None  # every request answered 302 to there
         self.cut_export_short = False  # half the export sent, all of it promised
         self.seconds = 0
         self.append(count)
 
-    def append(self, count: int) -> None:
-        for _ in range(count):
-            data = os.urandom(32)
+    def append(self, count: int, memos: list[str] | None = None) -> None:
+        for n in range(count):
+            tx = made_up_transaction(self.transactions, memos[n] if memos else None)
+            self.transactions.append(tx)
+            data = bytes.fromhex(tx["hash"])
             for level, index, hash_ in nodes_to_store(len(self.hashes), leaf_hash(data), self.get):
                 self.nodes[level, index] = hash_
             self.hashes.append(data)
 
-    def rebuild(self, hashes: list[bytes]) -> None:
-        """Start the tree again from other transaction hashes (a rewritten history)."""
-        self.hashes, self.nodes = [], {}
-        for data in hashes:
-            for level, index, hash_ in nodes_to_store(len(self.hashes), leaf_hash(data), self.get):
-                self.nodes[level, index] = hash_
-            self.hashes.append(data)
+    def rewrite(self, index: int) -> None:
+        """Change transaction ``index``'s memo and re-chain and rebuild everything from
+        it, as an intruder who rewrites history and recomputes every later hash would."""
+        memos = [tx["memo"] for tx in self.transactions]
+        memos[index] = "改过 " + os.urandom(4).hex()
+        self.hashes, self.nodes, self.transactions = [], {}, []
+        self.append(len(memos), memos)
 
     def get(self, level: int, index: int) -> bytes:
         return self.nodes[level, index]
@@ -106,11 +111,10 @@ class FakeLog:
                 return (200, head) if head else error(404, "no_such_head")
             return 200, self.served_head or self.latest
         if path == f"{API}/export.jsonl":
-            hashes = self.hashes if self.export_hashes is None else self.export_hashes
-            lines = (
-                json.dumps({"id": i + 1, "hash": h.hex(), "memo": "无"}, ensure_ascii=False)
-                for i, h in enumerate(hashes)
+            served = (
+                self.transactions if self.export_transactions is None else self.export_transactions
             )
+            lines = (json.dumps(tx, ensure_ascii=False) for tx in served)
             return 200, "".join(line + "\n" for line in lines).encode("utf-8")
         if path == f"{API}/proof/inclusion":
             tx_id, size = int(query["transaction_id"]), int(query["tree_size"])
@@ -134,6 +138,25 @@ class FakeLog:
             proof = consistency_proof(first, second, get)
             return 200, {"first": first, "second": second, "proof": [h.hex() for h in proof]}
         return error(404, "not_found")
+
+
+def made_up_transaction(before: list[dict], memo: str | None = None) -> dict:
+    """The next transaction of a real hash chain (random memo: random hashes)."""
+    tx = {
+        "id": len(before) + 1,
+        "key": f"sale:T{len(before) + 1}",
+        "kind": "sale",
+        "created_at": "2026-12-04T08:00:00.000000Z",
+        "memo": os.urandom(8).hex() if memo is None else memo,
+        "reverses": None,
+        "entries": [
+            {"account": "alipay:clearing", "amount_fen": 15800},
+            {"account": "household:SJ-001", "amount_fen": -15800},
+        ],
+        "prev_hash": before[-1]["hash"] if before else GENESIS_HASH,
+    }
+    tx["hash"] = chain_hash(tx["prev_hash"], tx)
+    return tx
 
 
 def error(status: int, code: str):
@@ -226,10 +249,10 @@ def start(capsys, log, url, state) -> dict:
 
 def test_the_incremental_root_is_rfc6962s_root_at_every_size():
     leaves = [leaf_hash(os.urandom(32)) for _ in range(70)]
-    tree = witness.IncrementalRoot()
+    tree = MerkleRoot()
     assert tree.root() == root_of([])
     for n, leaf in enumerate(leaves, start=1):
-        tree.add(leaf)
+        tree.add_leaf_hash(leaf)
         assert tree.size == n
         assert tree.root() == root_of(leaves[:n])
         assert len(tree._stack) == bin(n).count("1")  # one subtree root per 1 bit
@@ -301,9 +324,7 @@ def test_a_pinned_key_needs_no_key_request(capsys, log, url, state):
 
 def test_a_rewritten_history_is_caught(capsys, log, url, state):
     before = start(capsys, log, url, state)
-    hashes = list(log.hashes)
-    hashes[5] = os.urandom(32)  # one old transaction changed …
-    log.rebuild(hashes)
+    log.rewrite(5)  # one old transaction changed, every later hash recomputed …
     log.append(10)  # … and the tree rebuilt, grown and re-signed
     after = log.publish()
     code, out = run(capsys, url, "--state", state)
@@ -325,9 +346,7 @@ def test_a_shrunk_tree_is_a_rewritten_history(capsys, log, url, state):
 
 def test_two_heads_of_the_same_size_are_a_fork(capsys, log, url, state):
     before = start(capsys, log, url, state)
-    hashes = list(log.hashes)
-    hashes[-1] = os.urandom(32)
-    log.rebuild(hashes)  # same size, another last transaction
+    log.rewrite(len(log.hashes) - 1)  # same size, another last transaction
     other = log.publish()
     assert other["tree_size"] == before["tree_size"]
     code, out = run(capsys, url, "--state", state)
@@ -384,17 +403,30 @@ def test_a_wrong_pinned_key_is_a_bad_signature(capsys, log, url, state):
 
 def test_an_export_that_does_not_match_the_root_is_caught(capsys, log, url, state):
     log.publish()
-    log.export_hashes = list(log.hashes)
-    log.export_hashes[20] = os.urandom(32)
+    honest = list(log.transactions)
+    log.rewrite(20)  # a consistent chain, but not the one the head was signed for
+    log.export_transactions, log.transactions = log.transactions, honest
     code, out = run(capsys, url, "--state", state)
     assert code == 1
     assert "wrong root" in out and log.latest["root_hash"] in out
     assert not state.exists()
 
 
+def test_an_export_line_whose_hash_is_not_its_content_is_caught(capsys, log, url, state):
+    log.publish()
+    # The amount edited, the hash left as it was: the leaves (hashes) still match.
+    edited = [dict(tx) for tx in log.transactions]
+    edited[7]["entries"] = [{"account": "alipay:clearing", "amount_fen": 1},
+                            {"account": "household:SJ-001", "amount_fen": -1}]  # fmt: skip
+    log.export_transactions = edited
+    code, out = run(capsys, url, "--state", state)
+    assert code == 1
+    assert "rewritten history" in out and "export line 8" in out and "broken chain" in out
+
+
 def test_a_short_export_is_a_wrong_root(capsys, log, url, state):
     log.publish()
-    log.export_hashes = log.hashes[:-1]
+    log.export_transactions = log.transactions[:-1]
     code, out = run(capsys, url, "--state", state)
     assert code == 1
     assert "wrong root" in out and "36 transactions" in out

@@ -1,8 +1,10 @@
 // Checks, in the buyer's own browser, that this order's ledger transaction is in the
-// signed Merkle tree head everyone else is shown (RFC 6962 / RFC 9162 §2.1.3.2), using
+// signed Merkle tree head (RFC 6962 / RFC 9162 §2.1.3.2), using
 // WebCrypto only: SHA-256 for the audit path, Ed25519 for the head's signature where
 // the browser supports it. Nothing here trusts the page's server beyond the bytes it
-// returns: the leaf is recomputed from the transaction hash printed on the page.
+// returns: the leaf is recomputed from the transaction hash printed on the page. That
+// this head is the one everyone else is shown is what witnesses (python -m ledger.witness)
+// and a key pinned outside the shop add: this page alone cannot know it.
 (function () {
   'use strict';
   var box = document.querySelector('[data-merkle-verify]');
@@ -42,6 +44,7 @@
     if (index >= size) { return Promise.reject(new Error(msg('bad-path'))); }
     path.forEach(function (hex) {
       var p = hexToBytes(hex);
+      if (p.length !== 32) { throw new Error(msg('bad-path')); }
       r = r.then(function (current) {
         if (sn === 0) { throw new Error(msg('bad-path')); }
         var next;
@@ -104,6 +107,10 @@
       proof = answers[0]; head = answers[1]; key = answers[2];
       if (proof.tree_size !== head.tree_size || proof.root_hash !== head.root_hash) {
         throw new Error(msg('bad-head'));
+      }
+      // Leaf i is transaction i + 1: a proof for another position proves nothing here.
+      if (proof.leaf_index !== Number(box.getAttribute('data-transaction-id')) - 1) {
+        throw new Error(msg('bad-leaf'));
       }
       return sha256(concat(0, hexToBytes(txHash)));
     }).then(function (leaf) {
