@@ -117,7 +117,8 @@ def test_the_tick_command_exits_1_when_a_job_failed(only_test_jobs, app):
 
 def test_the_real_jobs_are_registered(app):
     names = set(app.extensions["jobs"])
-    expected = {"expire_orders", "reconcile_payments", "boards_follow", "deliver_mail", "payouts"}
+    expected = {"expire_orders", "reconcile_payments", "boards_follow", "deliver_mail",
+                "sign_tree_head", "payouts"}  # fmt: skip
     assert expected <= names
 
 
@@ -161,6 +162,7 @@ def test_two_ticks_at_the_same_moment_run_each_job_once_and_post_nothing_twice(
     )
     assert per_job == {
         "expire_orders": 1, "reconcile_payments": 1, "boards_follow": 1, "deliver_mail": 1,
+        "sign_tree_head": 1,
     }  # fmt: skip
     printed = "\n".join(outputs)
     for name in per_job:  # and each ran in one of the two processes, not in both
