@@ -17,10 +17,12 @@ import threading
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 
 from ledger import (
     ProofError,
     Transaction,
+    TreeHead,
     consistency_path,
     head_at,
     inclusion_path,
@@ -75,19 +77,32 @@ def publish() -> dict | None:
     """Sign and keep a head if the tree grew since the last one; commit. The head as
     served, or ``None`` when there was nothing new."""
     key = private_key()
-    head = publish_head(db.session, lambda size, root, stamp: sign_head(key, size, root, stamp))
-    db.session.commit()
-    return head.as_json() if head is not None else None
+    try:
+        head = publish_head(db.session, lambda size, root, stamp: sign_head(key, size, root, stamp))
+        signed = head.as_json() if head is not None else None
+        db.session.commit()
+    except IntegrityError:
+        # Another worker signed this size a moment earlier (the primary key on
+        # tree_size): its head stands, and this one is not needed.
+        db.session.rollback()
+        return None
+    return signed
 
 
-def tree_head_json(tree_size: int | None = None) -> dict:
-    """The latest signed head, or the one published for ``tree_size``."""
+def _signed_head(tree_size: int | None) -> TreeHead:
+    """The latest signed head, or the one published for ``tree_size``; ProofRequestError
+    when there is none."""
     head = latest_head(db.session) if tree_size is None else head_at(db.session, tree_size)
     if head is None:
         if tree_size is None:
             raise ProofRequestError("no tree head has been signed yet")
         raise ProofRequestError(f"no signed head was published for tree_size {tree_size}")
-    return head.as_json()
+    return head
+
+
+def tree_head_json(tree_size: int | None = None) -> dict:
+    """The latest signed head, or the one published for ``tree_size``, as served."""
+    return _signed_head(tree_size).as_json()
 
 
 def latest_tree_head() -> dict | None:
@@ -96,14 +111,13 @@ def latest_tree_head() -> dict | None:
     return head.as_json() if head is not None else None
 
 
-def _signed_size(tree_size: int | None) -> int:
-    """``tree_size`` if a head was signed for it, else the latest head's size."""
-    return tree_head_json(tree_size)["tree_size"]
-
-
 def inclusion_json(transaction_id: int, tree_size: int | None = None) -> dict:
     """The audit path of a transaction in a signed head (the latest by default)."""
-    size = _signed_size(tree_size)
+    return _inclusion(transaction_id, _signed_head(tree_size))
+
+
+def _inclusion(transaction_id: int, head: TreeHead) -> dict:
+    size = head.tree_size
     transaction = (
         db.session.get(Transaction, transaction_id) if transaction_id <= MAX_ROW_ID else None
     )
@@ -125,7 +139,7 @@ def inclusion_json(transaction_id: int, tree_size: int | None = None) -> dict:
         "tree_size": size,
         "leaf_hash": leaf_hash(bytes.fromhex(transaction.hash)).hex(),
         "audit_path": [node.hex() for node in path],
-        "root_hash": tree_head_json(size)["root_hash"],
+        "root_hash": head.root_hash,
     }
 
 
@@ -148,4 +162,4 @@ def included_in(transaction_id: int) -> dict | None:
     head = latest_head(db.session)
     if head is None or transaction_id > head.tree_size:
         return None
-    return {"head": head.as_json(), "proof": inclusion_json(transaction_id, head.tree_size)}
+    return {"head": head.as_json(), "proof": _inclusion(transaction_id, head)}

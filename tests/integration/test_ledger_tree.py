@@ -246,3 +246,27 @@ def test_a_witness_follows_the_live_shop_and_passes_while_it_grows(app, books, t
         app.test_cli_runner().invoke(args=["ledger", "sign-head"])
         assert witness_main([base_url, "--state", state, "--samples", "5"]) == 0
     assert json.loads(open(state).read())["head"]["tree_size"] == 11
+
+
+def test_two_signers_at_once_keep_one_head_and_neither_fails(app, books, monkeypatch):
+    """The jobs worker on two hosts signs the same size at the same moment: the primary
+    key keeps the first head, the second signer answers "nothing new"."""
+    from ledger import TreeHead, sign_head
+    from shop.transparency import services as transparency
+
+    for n in range(3):
+        sale(n)
+    db.session.commit()
+
+    def other_host_signs_first(key, size, root, stamp):
+        def publish_elsewhere():
+            db.session.add(TreeHead(**sign_head(key, size, root, "2026-12-04T08:00:00Z")))
+            db.session.commit()
+
+        in_app_thread(app, publish_elsewhere)
+        return sign_head(key, size, root, stamp)
+
+    monkeypatch.setattr(transparency, "sign_head", other_host_signs_first)
+    assert transparency.publish() is None
+    heads = db.session.scalars(sa.select(TreeHead)).all()
+    assert [(h.tree_size, h.timestamp) for h in heads] == [(3, "2026-12-04T08:00:00Z")]
