@@ -270,3 +270,45 @@ def test_two_signers_at_once_keep_one_head_and_neither_fails(app, books, monkeyp
     assert transparency.publish() is None
     heads = db.session.scalars(sa.select(TreeHead)).all()
     assert [(h.tree_size, h.timestamp) for h in heads] == [(3, "2026-12-04T08:00:00Z")]
+
+
+def test_a_head_signed_beyond_the_chain_and_a_tree_missing_nodes_are_named(app, books):
+    from ledger import LedgerError, TreeHead
+
+    for n in range(4):
+        sale(n)
+    db.session.commit()
+    # A database restored from a backup older than a head it had published.
+    db.session.add(TreeHead(tree_size=9, root_hash="ab" * 32, timestamp="2026-12-04T08:00:00Z",
+                            key_id="cd" * 32, signature="x"))  # fmt: skip
+    db.session.commit()
+    assert any("signed at size 9 but the chain holds 4" in p for p in check_tree(db.session))
+    # Postings by code older than 0019 wrote no nodes: a new posting refuses to build on it.
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
+    else:
+        for (name,) in db.session.execute(
+            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        ).all():
+            db.session.execute(sa.text(f'DROP TRIGGER "{name}"'))
+    db.session.execute(sa.text("DELETE FROM ledger_tree_node WHERE node >= 3"))
+    db.session.commit()
+    with pytest.raises(LedgerError, match="lacks nodes"):
+        sale(4)
+    db.session.rollback()
+
+
+def test_a_tree_head_file_without_its_fields_is_refused_plainly(app, books, tmp_path, capsys):
+    from ledger.verify import main as verify_main
+
+    sale(0)
+    db.session.commit()
+    export = _saved(
+        tmp_path,
+        "e.jsonl",
+        app.test_client().get("/api/v1/ledger/export.jsonl").get_data(as_text=True),
+    )
+    head = _saved(tmp_path, "h.json", {"tree_size": 1, "root_hash": "ab" * 32})
+    key = base64.b64encode(bytes(32)).decode()
+    assert verify_main([export, "--tree-head", head, "--public-key", key]) == 1
+    assert "FAILED" in capsys.readouterr().out
