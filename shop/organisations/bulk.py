@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
@@ -53,14 +53,18 @@ from shop.orders.services import (
     MIN_ADDRESS,
     BuyerDetails,
     ForOrganisation,
+    OrderError,
     RequestedLine,
     check_text,
     normalise_phone,
     parse_quantity,
     place_order,
+    validate_buyer,
 )
 from shop.organisations.models import BulkRecipient, BulkUpload
 
+# validate_buyer's field → the bulk form's field for the same thing.
+CONTACT_FIELDS = {"name": "contact_name", "phone": "contact_phone"}
 MAX_ROWS = 1000
 MAX_FILE_BYTES = 512 * 1024
 MAX_ERRORS_SHOWN = 30
@@ -258,19 +262,25 @@ def place_bulk_order(
 ) -> Placed:
     """Place ``rows`` (from :func:`read_rows`) as one order for ``organisation``, or
     return the order this list already placed. ``contact`` is who the shop and Alipay
-    deal with (its address is replaced by a summary: each parcel has its own). Raises
-    what :func:`place_order` raises (stock taken meanwhile, unpaid-order limits);
-    nothing is written then."""
-    digest = digest_of(rows)
+    deal with (its address is replaced by a summary: each parcel has its own); its
+    problems are raised naming the bulk form's fields (``contact_name``,
+    ``contact_phone``). Raises what :func:`place_order` raises (stock taken meanwhile,
+    unpaid-order limits); nothing is written then."""
+    summary = _("分送 %(n)d 位收件人（见收件人清单）", n=len(rows))
+    try:  # the contact's problems name the bulk form's fields
+        contact = validate_buyer(replace(contact, address=summary, nickname="", organization=""))
+    except OrderError as error:
+        error.field = CONTACT_FIELDS.get(error.field, error.field)
+        raise
+    digest, now = digest_of(rows), utcnow()
     existing = _live_upload(organisation.id, digest)
     if existing is not None:
         order = db.session.get(Order, existing.order_id)
-        if not _dead(order, utcnow()):
+        if not _dead(order, now):
             return Placed(order, False, len(rows))
     # A cancelled or expired (never paid) order frees its list to be placed again. An
     # expired one not yet swept by the expiry job keeps its stock until it is: this
     # placing then needs the stock twice for a moment, and may find it short.
-    now = utcnow()
     dead = select(Order.id).where(
         (Order.status == "cancelled")
         | ((Order.status == "pending_payment") & (Order.expires_at <= now))
@@ -288,7 +298,6 @@ def place_bulk_order(
     totals: Counter[int] = Counter()
     for row in rows:
         totals[row.product_id] += row.quantity
-    summary = _("分送 %(n)d 位收件人（见收件人清单）", n=len(rows))
 
     def attach(order: Order) -> None:
         upload = BulkUpload(
@@ -316,13 +325,7 @@ def place_bulk_order(
     try:
         order = place_order(
             [RequestedLine(product_id, quantity) for product_id, quantity in totals.items()],
-            BuyerDetails(
-                name=contact.name,
-                phone=contact.phone,
-                address=summary,
-                board_display=contact.board_display,
-                email=contact.email,
-            ),
+            contact,
             channel=channel,
             expiry_minutes=expiry_minutes,
             user_id=user_id,

@@ -173,12 +173,9 @@ def bulk_order(organisation_id: int):
         except ImportFailed as failed:
             problems = failed.errors
         except UserError as error:
-            if error.field in ("name", "phone", "email"):  # the contact's, on the form
-                error.field = {"name": "contact_name", "phone": "contact_phone"}.get(
-                    error.field, error.field
-                )
+            if error.field and error.field in form:  # the contact's: on its field
                 show_on_form(form, error)
-            else:
+            else:  # the list's: stock taken meanwhile, unpaid-order limits
                 problems = [error.message]
         else:
             if placed.created:

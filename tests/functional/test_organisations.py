@@ -200,6 +200,17 @@ def test_a_recipients_csv_with_one_bad_row_places_nothing_and_names_the_row(app)
         page = _upload(client, organisation.id, _csv(good, bad_row)).get_data(as_text=True)
         assert expected in page and "第 3 行" in page, bad_row
         assert _orders_of(organisation) == 0
+    # A bad phone for the person in charge is shown on that field; nothing is placed.
+    response = client.post(
+        f"/organisations/{organisation.id}/bulk",
+        data={"recipients": (io.BytesIO(_csv(good)), "r.csv"), "contact_name": "赵经理",
+              "contact_phone": "123", "board_display": "masked"},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    page = response.get_data(as_text=True)
+    phone_field = page.split('id="contact_phone"')[1].split("</div>")[0]
+    assert "请填写正确的11位手机号码" in phone_field
+    assert _orders_of(organisation) == 0
     db.session.expire_all()
     assert db.session.get(Product, wine.id).stock == 100
 
