@@ -34,6 +34,7 @@ run: $(VENV)/.installed translations
 	$(FLASK) db upgrade
 	$(FLASK) demo seed --if-empty
 	$(FLASK) boards follow
+	$(FLASK) ledger sign-head
 	@echo "Lianxin Market is serving on http://$(HOST):$(PORT)/ (gunicorn; Ctrl-C stops it)"
 	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} HOST=$(HOST) PORT=$(PORT) \
 		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app

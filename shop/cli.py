@@ -97,7 +97,10 @@ def ledger_public_key() -> None:
 def ledger_sign_head() -> None:
     """Sign a tree head now if the tree grew (the jobs worker does it every minute)."""
     head = transparency.publish()
-    click.echo(f"signed {head}" if head else "unchanged: the latest head covers the tree")
+    if head is None:
+        click.echo("unchanged: the latest head covers the tree")
+    else:
+        click.echo(f"signed the tree head of size {head['tree_size']}, root {head['root_hash']}")
 
 
 @payouts_cli.command("run")
